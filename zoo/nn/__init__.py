@@ -1,0 +1,11 @@
+"""zoo.nn: the shared Transformer backbone (no family-specific code lives here)."""
+
+from zoo.nn.attention import Attention, KVCache
+from zoo.nn.mlp import GatedMLP, GeluMLP, make_mlp
+from zoo.nn.norm import LayerNorm, RMSNorm, make_norm
+from zoo.nn.rope import RotaryEmbedding, apply_rotary, grid_positions
+from zoo.nn.transformer import Block, Cache, Transformer, TransformerConfig
+
+__all__ = ["Attention", "Block", "Cache", "GatedMLP", "GeluMLP", "KVCache", "LayerNorm", "RMSNorm",
+           "RotaryEmbedding", "Transformer", "TransformerConfig", "apply_rotary", "grid_positions",
+           "make_mlp", "make_norm"]

@@ -1,0 +1,65 @@
+"""Rotary position embeddings (RoPE; Su et al., 2021, "RoFormer"), 1-D and 2-D axial.
+
+RoPE rotates each pair of query/key channels by an angle proportional to the token's position m:
+q' = W_m q with W_m block-diagonal 2x2 rotations by m * theta_i, theta_i = base^(-2i/d). Because W_m is
+orthogonal, (W_m q)^T (W_n k) = q^T W_(n-m) k: attention scores depend only on the offset n - m, and
+norms are preserved (the lecture's identity; tests/test_nn.py checks both).
+
+We pair channel i with channel i + d/2 ("rotate_half", as GPT-NeoX and Hugging Face Llama do) rather than
+with channel i+1 as in the paper's matrix: the same rotation up to a fixed permutation of the head
+dimensions, and it needs no strided views.
+
+2-D axial RoPE (for image patches, e.g. Heo et al., 2024 "Rotary Position Embedding for ViT") gives half
+of the rotation pairs the patch's row and the other half its column, so the score depends on the
+(row, column) offset between two patches.
+"""
+
+import torch
+from torch import nn
+
+POSITIONS = ("rope", "rope2d", "none")
+
+
+class RotaryEmbedding(nn.Module):
+    """Turns integer positions into the (cos, sin) tables that `apply_rotary` uses."""
+
+    def __init__(self, head_dim: int, theta: float = 10000.0, axes: int = 1):
+        super().__init__()
+        if head_dim % (2 * axes):
+            raise ValueError(f"head_dim={head_dim} must be divisible by {2 * axes} for {axes}-D RoPE")
+        self.axes = axes
+        pairs_per_axis = head_dim // (2 * axes)
+        exponent = torch.arange(pairs_per_axis, dtype=torch.float32) / pairs_per_axis
+        # Non-persistent: derived from the config, so it never lands in a checkpoint.
+        self.register_buffer("inv_freq", theta ** -exponent, persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions: (..., T) for 1-D or (..., T, 2) as (row, column) for 2-D. Returns cos, sin (..., T, d)."""
+        if self.axes == 1:
+            angles = positions.float()[..., None] * self.inv_freq  # (..., T, d/2)
+        else:
+            if positions.shape[-1] != 2:
+                raise ValueError(f"2-D RoPE needs positions of shape (..., T, 2), got {tuple(positions.shape)}")
+            angles = torch.cat([positions[..., 0:1].float() * self.inv_freq,
+                                positions[..., 1:2].float() * self.inv_freq], dim=-1)  # (..., T, d/2)
+        angles = torch.cat([angles, angles], dim=-1)  # pair i and i + d/2 share an angle
+        return angles.cos(), angles.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: (B, H, T, d); cos/sin: (T, d) or (B, T, d). Rotation in fp32, result in x's dtype."""
+    if cos.dim() == 3:
+        cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
+    return (x.float() * cos + rotate_half(x.float()) * sin).to(x.dtype)
+
+
+def grid_positions(height: int, width: int, device=None) -> torch.Tensor:
+    """(height*width, 2) row-major (row, column) positions of a patch grid, for 2-D RoPE."""
+    rows, cols = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device),
+                                indexing="ij")
+    return torch.stack([rows.flatten(), cols.flatten()], dim=-1)

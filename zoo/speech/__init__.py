@@ -1,0 +1,1 @@
+"""zoo.speech: Whisper-style multitask speech (not built yet; see the README status table)."""

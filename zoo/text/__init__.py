@@ -1,0 +1,1 @@
+"""zoo.text: the GPT family (model, tokenizers, corpora, generation)."""

@@ -1,0 +1,122 @@
+"""GPT: a decoder-only language model on the shared backbone (Radford et al., 2018/2019).
+
+token ids -> embedding -> zoo.nn.Transformer (causal; RoPE, GeGLU, GQA, fused attention) -> norm -> LM head
+The head shares the embedding matrix by default (Press & Wolf, 2017), as GPT-2 and nanoGPT do.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from zoo.checkpoint import PretrainedMixin
+from zoo.nn import Transformer, TransformerConfig
+from zoo.registry import Family, register_family, register_model
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 256  # set from the tokenizer when training on a corpus
+    dim: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    mlp: str = "geglu"
+    hidden_dim: int | None = None
+    norm: str = "rmsnorm"
+    dropout: float = 0.0
+    max_seq_len: int = 256
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True
+    bias: bool = False
+
+    def __post_init__(self):
+        if self.vocab_size < 1:
+            raise ValueError(f"GPTConfig.vocab_size must be >= 1, got {self.vocab_size}")
+        self.transformer()  # validate the backbone fields now, with their own clear errors
+
+    def transformer(self) -> TransformerConfig:
+        return TransformerConfig(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads,
+                                 n_kv_heads=self.n_kv_heads, mlp=self.mlp, hidden_dim=self.hidden_dim,
+                                 norm=self.norm, dropout=self.dropout, positions="rope",
+                                 rope_theta=self.rope_theta, causal=True, max_seq_len=self.max_seq_len,
+                                 bias=self.bias)
+
+
+class GPT(nn.Module, PretrainedMixin):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.backbone = Transformer(config.transformer())
+        self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        if config.tie_embeddings:
+            self.head.weight = self.embed.weight
+        else:
+            nn.init.normal_(self.head.weight, std=0.02)
+        self.tokenizer = None  # attached by training / zoo.load (saved beside the weights)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.embed.weight.numel() if non_embedding else n
+
+    def forward(self, idx: torch.Tensor, mask: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                cache=None, last_only: bool = False) -> torch.Tensor:
+        """idx: (B, T) token ids -> logits (B, T, vocab), or (B, 1, vocab) for the last position only.
+
+        mask: (B, T) True for real tokens (left padding for batched prompts); cache: see zoo.nn.Cache.
+        """
+        if idx.dim() != 2:
+            raise ValueError(f"GPT expects token ids of shape (B, T), got {tuple(idx.shape)}")
+        x = self.dropout(self.embed(idx))  # (B, T, dim)
+        x = self.backbone(x, mask=mask, positions=positions, cache=cache)
+        if last_only:
+            x = x[:, -1:]  # generation needs only the next-token distribution: skip the other T-1 rows
+        return self.head(x)
+
+    def make_cache(self, batch: int, max_len: int | None = None):
+        return self.backbone.make_cache(batch, max_len)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Registration: the family contract (zoo/registry.py) and the named sizes.
+
+def _save_tokenizer(model: GPT, directory):
+    if model.tokenizer is not None:
+        model.tokenizer.save(directory)
+
+
+def _load_tokenizer(model: GPT, directory):
+    from zoo.text.tokenizer import load_tokenizer
+
+    try:
+        model.tokenizer = load_tokenizer(directory)
+    except FileNotFoundError:
+        model.tokenizer = None  # a bare architecture saved without training data
+
+
+register_family(Family(
+    name="gpt", config_class=GPTConfig, build=GPT,
+    blocks=lambda model: list(model.backbone.blocks),
+    save_extras=_save_tokenizer, load_extras=_load_tokenizer,
+))
+
+
+@register_model("gpt-nano", family="gpt")
+def gpt_nano() -> GPTConfig:
+    """Test-sized GPT (~0.8M non-embedding parameters): 4 layers, width 128, context 256."""
+    return GPTConfig(dim=128, n_layers=4, n_heads=4, max_seq_len=256)
+
+
+@register_model("gpt-mini", family="gpt")
+def gpt_mini() -> GPTConfig:
+    """nanoGPT's Shakespeare scale (~10.6M): 6 layers, 6 heads, width 384, context 256, dropout 0.2."""
+    return GPTConfig(dim=384, n_layers=6, n_heads=6, max_seq_len=256, dropout=0.2)
+
+
+@register_model("gpt-124m", family="gpt")
+def gpt_124m() -> GPTConfig:
+    """GPT-2 small scale (~124M with a 50k vocabulary): 12 layers, 12 heads, width 768, context 1024."""
+    return GPTConfig(vocab_size=50304, dim=768, n_layers=12, n_heads=12, max_seq_len=1024)

@@ -1,0 +1,1 @@
+"""zoo.vision: the AlexNet-era CNN baseline and a ViT on the shared backbone."""
