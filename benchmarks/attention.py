@@ -71,7 +71,8 @@ def main():
         z, r = results["zoo"], results["naive"]
         nxn = args.heads * n * n * 4 / 2**20  # the (1, H, N, N) fp32 score matrix naive attention holds
         print(f"{n:>6} {z['seconds'] * 1e3:>9.1f} {r['seconds'] * 1e3:>9.1f} {r['seconds'] / z['seconds']:>8.2f}x "
-              f"{z['peak_mib']:>9.1f} {r['peak_mib']:>10.1f} {nxn:>10.1f} {r['peak_mib'] / max(z['peak_mib'], 0.1):>8.1f}x"
+              f"{z['peak_mib']:>9.1f} {r['peak_mib']:>10.1f} {nxn:>10.1f} "
+              f"{r['peak_mib'] / max(z['peak_mib'], 0.1):>8.1f}x"
               f"  {'yes' if z['peak_mib'] >= nxn else 'no'}")
 
 

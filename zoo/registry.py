@@ -23,20 +23,40 @@ from torch import nn
 FAMILY_MODULES = ("zoo.text.gpt", "zoo.vision.alexnet", "zoo.vision.vit")
 
 
+@dataclass
+class TrainingData:
+    """What a family's prepare_data returns: datasets plus the model config completed from the data.
+
+    train/val: map-style datasets whose items are dicts of tensors (collated with default_collate); the
+        trainer picks the indices itself (deterministic, per-rank shards, exact resume).
+    config: the model config with data-dependent fields filled in (vocab size, number of classes).
+    extras: objects the trained model carries and saves beside its weights, set as attributes on the
+        model (e.g. {"tokenizer": tokenizer}); the family's save_extras/load_extras write and read them.
+    """
+
+    train: Any
+    val: Any
+    config: Any
+    extras: dict = field(default_factory=dict)
+    tokens_per_sample: int = 0  # for tokens/s in the log (0: the family's samples are not token sequences)
+
+
 @dataclass(frozen=True)
 class Family:
-    """How to build, feed, train and evaluate one kind of model (see zoo/train for how it is used).
+    """How to build, feed, train and evaluate one kind of model. The trainer only calls these.
 
-    build(config) -> nn.Module
-    data_config: dataclass type of the `data.*` settings (or None)
-    prepare_data(model_config, data_config, data_path, cache_dir) -> TrainingData
-        TrainingData carries train/val datasets and the model config completed from the data
-        (e.g. the vocabulary size of a tokenizer trained on the corpus).
-    loss(model, batch) -> scalar tensor (mean over the batch)
-    evaluate(model, training_data_or_val, data_config, out_dir) -> dict of metrics
-    blocks(model) -> the submodules to shard (FSDP) and to checkpoint activations for (the backbone blocks)
-    save_extras(model, directory) / load_extras(model, directory): files besides the weights (tokenizer)
-    flops_per_sample(model, config) -> training FLOPs per sample, for MFU (None: measured with FlopCounter)
+    build(config) -> nn.Module with a `.config` attribute (the config dataclass)
+    data_config: dataclass type of the `data.*` settings
+    prepare_data(config, data_config, path, cache_dir, model=None) -> TrainingData
+        path None means the built-in data. `model`, when given, is an already trained model whose
+        extras (tokenizer, class names) must be reused, as `zoo eval DIR --data PATH` does.
+    loss(model, batch) -> scalar tensor, the mean over the batch (so accumulation and DDP averaging are exact)
+    evaluate(model, data, data_config, out_dir=None, quick=False) -> dict of float metrics; `quick`
+        during training (a few batches), full for `zoo eval`; may save plots into out_dir.
+    blocks(model) -> the repeated submodules to shard (FSDP) and checkpoint activations for
+    save_extras(model, directory) / load_extras(model, directory): files besides the weights
+    flops_per_sample(model) -> training FLOPs per sample (forward + backward) for MFU; None means
+        measured once with torch.utils.flop_counter
     """
 
     name: str

@@ -12,6 +12,7 @@ from torch import nn
 from zoo.checkpoint import PretrainedMixin
 from zoo.nn import Transformer, TransformerConfig
 from zoo.registry import Family, register_family, register_model
+from zoo.text import recipe
 
 
 @dataclass
@@ -91,14 +92,14 @@ def _save_tokenizer(model: GPT, directory):
 def _load_tokenizer(model: GPT, directory):
     from zoo.text.tokenizer import load_tokenizer
 
-    try:
-        model.tokenizer = load_tokenizer(directory)
-    except FileNotFoundError:
-        model.tokenizer = None  # a bare architecture saved without training data
+    # A bare architecture saved without training data has no tokenizer; a damaged one is an error.
+    model.tokenizer = load_tokenizer(directory) if (directory / "zoo_tokenizer.json").exists() else None
 
 
 register_family(Family(
     name="gpt", config_class=GPTConfig, build=GPT,
+    data_config=recipe.TextDataConfig, prepare_data=recipe.prepare_data, loss=recipe.loss,
+    evaluate=recipe.evaluate, flops_per_sample=recipe.flops_per_sample,
     blocks=lambda model: list(model.backbone.blocks),
     save_extras=_save_tokenizer, load_extras=_load_tokenizer,
 ))

@@ -1,0 +1,29 @@
+"""Shared test fixtures: every test gets its own ZOO_HOME (cache, default run dirs) in a temp folder."""
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def zoo_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("zoo_home")
+    monkeypatch.setenv("ZOO_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """A small deterministic English-like corpus (~30k characters) for text training tests."""
+    import random
+
+    rng = random.Random(0)
+    words = ("the model learns to predict the next token from the tokens before it while attention "
+             "looks back over the context and the loss falls as training goes on").split()
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(5, 12))) + "." for _ in range(600)]
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path

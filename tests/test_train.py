@@ -1,0 +1,223 @@
+"""The one trainer: real torchrun/gloo processes on CPU (2 ranks) against one process, exact resume,
+gradient accumulation, bf16, LoRA, non-finite steps."""
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.registry import get_family
+from zoo.train import NonFiniteError, TrainConfig, Trainer, lr_at, train
+
+TINY = ["--set", "data.tokenizer=char", "--set", "model.n_layers=2", "--set", "model.dim=32",
+        "--set", "model.n_heads=2", "--set", "model.max_seq_len=16", "--set", "train.batch_size=8",
+        "--set", "train.log_every=1", "--set", "train.eval_every=0", "--set", "train.tensorboard=false",
+        "--set", "train.warmup=2", "--set", "train.lr=3e-3"]
+
+
+def env_for(zoo_home) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_HOME": str(zoo_home), "PYTHONUNBUFFERED": "1"}
+
+
+def zoo_train_cmd(nproc: int | None, *args) -> list[str]:
+    if nproc is None:
+        return [sys.executable, "-m", "zoo.cli", "train", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "zoo.cli", "train", *args]
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+def run(cmd, zoo_home, timeout=240):
+    result = subprocess.run(cmd, env=env_for(zoo_home), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory, corpus):
+    """The reference: one process, 10 steps, global batch 8."""
+    home = tmp_path_factory.mktemp("home")
+    out = tmp_path_factory.mktemp("runs") / "single"
+    run(zoo_train_cmd(None, "gpt-nano", "--data", str(corpus), "--out", str(out), "--steps", "10", *TINY), home)
+    return losses(out), home
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "zero1", "fsdp"])
+def test_two_ranks_match_one_process(strategy, single_run, tmp_path, corpus):
+    reference, home = single_run
+    out = tmp_path / strategy
+    run(zoo_train_cmd(2, "gpt-nano", "--data", str(corpus), "--out", str(out), "--steps", "10", *TINY,
+                      "--set", f"train.strategy={strategy}"), home)
+    got = losses(out)
+    assert sorted(got) == list(range(1, 11))
+    assert reference[10] < reference[1] - 0.2  # it learns, so equal curves are not equal constants
+    for step in range(1, 11):
+        assert got[step] == pytest.approx(reference[step], rel=1e-5), (strategy, step)
+    assert zoo.load(out).config.n_layers == 2  # the exported model loads
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_on_localhost_match_one_process(single_run, tmp_path, corpus):
+    """Two torchrun agents (--nnodes=2, one process each) meeting through the c10d rendezvous."""
+    reference, home = single_run
+    out, port = tmp_path / "nodes", _free_port()
+    agents = []
+    for node_rank in range(2):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+               f"--node_rank={node_rank}", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+               "--rdzv-id=zoo-test", "-m", "zoo.cli", "train", "gpt-nano", "--data", str(corpus), "--out", str(out),
+               "--steps", "10", *TINY, "--set", "train.strategy=ddp"]
+        agents.append(subprocess.Popen(cmd, env=env_for(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True))
+    for agent in agents:
+        _, err = agent.communicate(timeout=240)
+        assert agent.returncode == 0, err[-3000:]
+    got = losses(out)
+    for step in range(1, 11):
+        assert got[step] == pytest.approx(reference[step], rel=1e-5), step
+
+
+@pytest.mark.slow
+def test_kill_and_resume_continues_exactly(tmp_path, corpus, zoo_home):
+    common = ["gpt-nano", "--data", str(corpus), "--steps", "20", *TINY, "--set", "model.dim=64",
+              "--set", "train.batch_size=64", "--set", "train.checkpoint_every=10", "--set", "model.dropout=0.1"]
+    straight = tmp_path / "straight"
+    run(zoo_train_cmd(None, *common, "--out", str(straight)), zoo_home)
+
+    resumed = tmp_path / "resumed"
+    process = subprocess.Popen(zoo_train_cmd(None, *common, "--out", str(resumed)), env=env_for(zoo_home),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = resumed / "checkpoints" / "step_00000010" / "COMPLETE"
+    deadline = time.time() + 180
+    while not marker.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (resumed / "checkpoints" / "step_00000020").exists()
+
+    result = run(zoo_train_cmd(None, *common, "--out", str(resumed), "--resume"), zoo_home)
+    assert "at step 10" in result.stdout + result.stderr
+    a, b = losses(straight), losses(resumed)
+    assert sorted(b) == list(range(1, 21))
+    for step in range(11, 21):
+        assert b[step] == pytest.approx(a[step], rel=1e-6), step
+
+
+# ------------------------------------------------------------------------------------------ in-process
+
+
+def make_trainer(corpus, out, family=None, **train_overrides) -> Trainer:
+    family = family or get_family("gpt")
+    model_config = zoo.registry.get_model_entry("gpt-nano").make_config()
+    model_config = dataclasses.replace(model_config, n_layers=2, dim=32, n_heads=2, max_seq_len=16)
+    data_config = family.data_config(tokenizer="char")
+    config = TrainConfig(**{"batch_size": 16, "log_every": 1, "eval_every": 0, "tensorboard": False, "warmup": 2,
+                            "lr": 3e-3, "steps": 8, **train_overrides})
+    return Trainer(family, model_config, data_config, config, out, str(corpus), "gpt-nano")
+
+
+def test_gradient_accumulation_equals_one_large_batch(tmp_path, corpus):
+    big = make_trainer(corpus, tmp_path / "a", grad_accum=1)
+    accumulated = make_trainer(corpus, tmp_path / "b", grad_accum=4)
+    for _ in range(5):
+        one, four = big.train_step(), accumulated.train_step()
+        assert four["loss"] == pytest.approx(one["loss"], rel=1e-5)
+        assert four["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)
+    for p, q in zip(big.model.parameters(), accumulated.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_trains(tmp_path, corpus):
+    trainer = make_trainer(corpus, tmp_path, precision="bf16", steps=40)
+    results = [trainer.train_step() for _ in range(40)]
+    first, last = sum(r["loss"] for r in results[:5]) / 5, sum(r["loss"] for r in results[-5:]) / 5
+    assert last < first - 0.5
+
+
+def test_nan_step_is_skipped_and_parameters_are_unchanged(tmp_path, corpus):
+    gpt = get_family("gpt")
+    calls = {"n": 0}
+
+    def sometimes_nan(model, batch):
+        calls["n"] += 1
+        loss = gpt.loss(model, batch)
+        return loss * float("nan") if calls["n"] in (3, 5, 6, 7) else loss
+
+    trainer = make_trainer(corpus, tmp_path, family=dataclasses.replace(gpt, loss=sometimes_nan), max_nonfinite=3)
+    trainer.train_step()
+    trainer.train_step()
+    trainer.save_checkpoint()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    optimizer_step = trainer.optimizer.state[next(iter(trainer.optimizer.state))]["step"].clone()
+    result = trainer.train_step()  # the third loss is NaN
+    assert result["skipped"] and trainer.skipped == 1 and trainer.step == 3
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert torch.equal(trainer.optimizer.state[next(iter(trainer.optimizer.state))]["step"], optimizer_step)
+    assert not trainer.train_step()["skipped"]  # a good step resets the run of bad ones
+    checkpoint_files = sorted(p.name for p in (tmp_path / "checkpoints" / "step_00000002").iterdir())
+    trainer.train_step()
+    trainer.train_step()
+    with pytest.raises(NonFiniteError, match=r"3 non-finite steps in a row.*step_00000002"):
+        trainer.train_step()
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "step_00000002").iterdir()) == checkpoint_files
+
+
+def test_lora_trains_a_few_parameters_and_merges_exactly(tmp_path, corpus):
+    base_dir = tmp_path / "base"
+    train("gpt-nano", out=base_dir, data=str(corpus), steps=20, sets=[*TINY[1::2], "model.dim=256"])
+    lora = make_trainer(corpus, tmp_path / "lora", lora="r=2,alpha=4", init_from=str(base_dir), steps=30,
+                        lr=1e-2, batch_size=16)
+    assert lora.trainable / lora.total_params < 0.02 and lora.trainable > 0
+    frozen = {n: p.clone() for n, p in lora.raw_model.named_parameters() if "lora_" not in n}
+    results = [lora.train_step() for _ in range(30)]
+    assert sum(r["loss"] for r in results[-5:]) / 5 < sum(r["loss"] for r in results[:5]) / 5 - 0.05
+    for name, param in lora.raw_model.named_parameters():
+        if "lora_" not in name:
+            assert torch.equal(param, frozen[name]), name
+    idx = torch.randint(0, lora.model_config.vocab_size, (2, 16))
+    with torch.no_grad():
+        adapter_logits = lora.raw_model.eval()(idx)
+    lora.step = lora.config.steps
+    lora.export()
+    merged = zoo.load(tmp_path / "lora")
+    assert not any("lora" in name for name in merged.state_dict())
+    torch.testing.assert_close(merged.eval()(idx), adapter_logits, atol=1e-5, rtol=1e-5)
+    assert (tmp_path / "lora" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_cosine_schedule_and_bad_settings():
+    config = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr=0.1)
+    assert lr_at(5, config) == pytest.approx(0.5)
+    assert lr_at(10, config) == pytest.approx(1.0)
+    assert lr_at(55, config) == pytest.approx(0.55)
+    assert lr_at(100, config) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="allowed: single, ddp, zero1, fsdp"):
+        TrainConfig(strategy="deepspeed")
+    with pytest.raises(ValueError, match="allowed: fp32, bf16, fp16"):
+        TrainConfig(precision="fp8")
+    with pytest.raises(ValueError, match="section.field=value"):
+        train("gpt-nano", sets=["lr=3"])
+    with pytest.raises(ValueError, match="unknown field 'train.learning_rate'"):
+        train("gpt-nano", sets=["train.learning_rate=3"])

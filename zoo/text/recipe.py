@@ -1,0 +1,116 @@
+"""How the trainer feeds and scores a GPT: data settings, data preparation, loss, evaluation, FLOPs.
+
+These are the functions the `gpt` Family registers (zoo/text/gpt.py); the trainer calls nothing else.
+"""
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from zoo.registry import TrainingData
+from zoo.text.data import prepare_text_data
+
+TOKENIZERS = ("char", "bpe")
+
+
+@dataclass
+class TextDataConfig:
+    tokenizer: str = "bpe"  # char | bpe (byte-level BPE trained on the training split)
+    vocab_size: int = 4096  # BPE vocabulary (the char vocabulary is whatever the corpus holds)
+    max_chars: int | None = None  # cap on corpus characters; None = whole file (default corpus: 8M)
+    seq_len: int | None = None  # training context; None = model.max_seq_len
+    eval_stride: int | None = None  # perplexity sliding-window stride; None = seq_len // 2
+    quick_eval_windows: int = 128  # windows scored by the evaluations during training
+
+    def __post_init__(self):
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"data.tokenizer={self.tokenizer!r}; allowed: {', '.join(TOKENIZERS)}")
+
+
+def prepare_data(config, data_config: TextDataConfig, path, cache_dir, model=None) -> TrainingData:
+    seq_len = data_config.seq_len or config.max_seq_len
+    if seq_len > config.max_seq_len:
+        raise ValueError(f"data.seq_len={seq_len} exceeds model.max_seq_len={config.max_seq_len}")
+    tokenizer = getattr(model, "tokenizer", None) if model is not None else None
+    text = prepare_text_data(path, data_config.tokenizer, data_config.vocab_size, seq_len, cache_dir,
+                             max_chars=data_config.max_chars, tokenizer=tokenizer)
+    if model is None:
+        config = dataclasses.replace(config, vocab_size=text.tokenizer.vocab_size)
+    return TrainingData(text.train, text.val, config, extras={"tokenizer": text.tokenizer},
+                        tokens_per_sample=seq_len)
+
+
+def loss(model, batch) -> torch.Tensor:
+    logits = model(batch["input_ids"])  # (B, T, vocab)
+    return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten())
+
+
+def flops_per_sample(model) -> float:
+    """6N + 12 L d T per token (PaLM appendix B), times T tokens per sample."""
+    from zoo.train.metrics import transformer_flops_per_token
+
+    c = model.config
+    return c.max_seq_len * transformer_flops_per_token(model.num_params(non_embedding=False), c.n_layers, c.dim,
+                                                       c.max_seq_len)
+
+
+@torch.no_grad()
+def evaluate(model, data: TrainingData, data_config: TextDataConfig, out_dir=None, quick: bool = False) -> dict:
+    """val_loss: mean next-token loss over non-overlapping windows covering the validation split (every
+    position scored once, as nanoGPT's estimate does in expectation); perplexity: the sliding-window
+    recipe of Hugging Face's perplexity guide (stride < context, so most tokens see a long context)."""
+    was_training = model.training
+    model.eval()
+    tokens = torch.from_numpy(data.val.tokens[:].astype("int64"))
+    T = data.val.seq_len
+    device = next(model.parameters()).device
+    starts = list(range(0, len(tokens) - T, T))
+    if quick and len(starts) > data_config.quick_eval_windows:
+        step = len(starts) / data_config.quick_eval_windows
+        starts = [starts[int(i * step)] for i in range(data_config.quick_eval_windows)]
+    total, count, start_time = 0.0, 0, time.perf_counter()
+    for i in range(0, len(starts), 32):
+        chunk = torch.stack([tokens[s:s + T + 1] for s in starts[i:i + 32]]).to(device)
+        logits = model(chunk[:, :-1])
+        total += F.cross_entropy(logits.flatten(0, 1).float(), chunk[:, 1:].flatten(), reduction="sum").item()
+        count += chunk[:, 1:].numel()
+    seconds = time.perf_counter() - start_time
+    metrics = {"val_loss": total / count, "tokens_per_s": count / seconds}
+    if not quick:
+        metrics["perplexity"] = sliding_window_perplexity(model, tokens, T, data_config.eval_stride or T // 2)
+    model.train(was_training)
+    return metrics
+
+
+@torch.no_grad()
+def sliding_window_perplexity(model, tokens: torch.Tensor, context: int, stride: int) -> float:
+    """exp(mean NLL) where each window of `context` tokens scores only the tokens its predecessor did not."""
+    if not 0 < stride <= context:
+        raise ValueError(f"data.eval_stride must be in [1, {context}], got {stride}")
+    device = next(model.parameters()).device
+    nll, counted, previous_end = 0.0, 0, 0
+    windows = []
+    for begin in range(0, len(tokens) - 1, stride):
+        end = min(begin + context, len(tokens) - 1)
+        windows.append((begin, end, end - previous_end))  # score the last (end - previous_end) targets
+        previous_end = end
+        if end == len(tokens) - 1:
+            break
+    for i in range(0, len(windows), 32):
+        group = windows[i:i + 32]
+        width = max(end - begin for begin, end, _ in group)
+        inputs = torch.zeros(len(group), width, dtype=torch.long)
+        targets = torch.full((len(group), width), -100, dtype=torch.long)
+        for row, (begin, end, new) in enumerate(group):
+            n = end - begin
+            inputs[row, :n] = tokens[begin:end]
+            targets[row, n - new:n] = tokens[begin + 1 + n - new:end + 1]
+        logits = model(inputs.to(device))  # right padding is harmless: causal attention never looks ahead
+        nll += F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten().to(device), ignore_index=-100,
+                               reduction="sum").item()
+        counted += int((targets != -100).sum())
+    return math.exp(nll / counted)

@@ -1,0 +1,136 @@
+"""What a run shows: a tqdm bar (rank 0), a JSONL log, TensorBoard events, a loss-curve PNG, and MFU.
+
+MFU (model FLOPs utilisation, Chowdhery et al., 2022, "PaLM", appendix B) = achieved model FLOPs/s over the
+hardware peak. Transformers count 6N FLOPs per token for the weights plus 12 * L * d * T for attention;
+other models are measured once with torch.utils.flop_counter. The peak comes from a table on GPUs and
+from a measured fp32 matmul on CPUs (there is no honest spec-sheet number for a shared CPU).
+"""
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+# Dense (no sparsity) bf16 tensor-core peaks, FLOP/s.
+GPU_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12,
+                 "3090": 71e12, "V100": 125e12, "T4": 65e12}
+
+
+def transformer_flops_per_token(n_params: int, n_layers: int, dim: int, seq_len: int) -> float:
+    """Training FLOPs per token: 6N (forward 2N + backward 4N) plus attention scores 12 * L * d * T."""
+    return 6 * n_params + 12 * n_layers * dim * seq_len
+
+
+def measure_flops(fn) -> float:
+    """FLOPs of one call (forward + backward if fn does both), counted by torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+_cpu_peak: float | None = None
+
+
+def peak_flops(device: torch.device, precision: str) -> float:
+    global _cpu_peak
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, value in GPU_PEAK_BF16.items():
+            if key in name:
+                return value if precision != "fp32" else value / 2  # TF32 runs at half the bf16 rate
+        return 0.0
+    if _cpu_peak is None:  # best of a few 1024^3 matmuls at this process's thread count
+        generator = torch.Generator().manual_seed(0)  # not the global RNG: resuming must not shift it
+        a, b = torch.randn(1024, 1024, generator=generator), torch.randn(1024, 1024, generator=generator)
+        a @ b
+        best = math.inf
+        for _ in range(5):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        _cpu_peak = 2 * 1024**3 / best
+    return _cpu_peak
+
+
+class RunLog:
+    """JSONL + TensorBoard + tqdm on rank 0; a no-op elsewhere."""
+
+    def __init__(self, out_dir: Path, total_steps: int, start_step: int, enabled: bool, tensorboard: bool = True):
+        self.enabled = enabled
+        self.history: list[dict] = []
+        if not enabled:
+            return
+        from tqdm.auto import tqdm
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = out_dir / "log.jsonl"
+        if self.path.exists():
+            # Resuming at start_step: records past it came from work that was lost with the killed run.
+            records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            self.history = [r for r in records if r.get("step", 0) <= start_step] if start_step else []
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+        self.file = self.path.open("a")
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+        self.bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True,
+                        mininterval=1.0)
+
+    def log(self, record: dict):
+        if not self.enabled:
+            return
+        self.history.append(record)
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, record["step"])
+
+    def progress(self, steps: int, **postfix):
+        if self.enabled:
+            self.bar.update(steps)
+            if postfix:
+                self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()},
+                                     refresh=False)
+
+    def write(self, message: str):
+        if self.enabled:
+            self.bar.write(message)
+
+    def close(self):
+        if self.enabled:
+            self.bar.close()
+            self.file.close()
+            if self.writer is not None:
+                self.writer.close()
+
+
+def plot_losses(history: list[dict], path: Path, title: str = ""):
+    """The loss curve PNG: training loss per logged step and validation loss per evaluation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(r["step"], r["loss"]) for r in history if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in history if "val_loss" in r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train loss", lw=1)
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

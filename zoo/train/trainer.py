@@ -1,0 +1,486 @@
+"""The one trainer: every family trains through `Trainer` via its registered `Family` spec.
+
+    zoo train gpt-nano --out runs/gpt --steps 2000 --set train.strategy=ddp        (one process)
+    torchrun --nproc_per_node=2 -m zoo.cli train gpt-nano --out runs/gpt ...       (many)
+
+A step: each rank takes its shard of the global batch in `grad_accum` micro-batches, runs forward under
+autocast, backward (gradients averaged across ranks by DDP/FSDP on the last micro-batch only), clips,
+skips the update if the loss or gradient norm is not finite, and steps AdamW at the scheduled LR.
+"""
+
+import contextlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate
+
+from zoo.config import config_to_dict
+from zoo.registry import Family, TrainingData, zoo_home
+from zoo.train import checkpointing, distributed
+from zoo.train.lora import apply_lora, count_parameters, merge_lora, save_adapter
+from zoo.train.metrics import RunLog, measure_flops, peak_flops, plot_losses
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32  # global: samples per optimizer step, summed over ranks and micro-batches
+    grad_accum: int = 1  # micro-batches per step (each rank: batch_size / (grad_accum * world) samples each)
+    lr: float = 1e-3
+    min_lr: float = 1e-4  # cosine decay ends here (Loshchilov & Hutter, 2017)
+    warmup: int = 100  # linear warm-up steps
+    weight_decay: float = 0.1  # AdamW (Loshchilov & Hutter, 2019), on matrices only
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + GradScaler, CUDA only)
+    strategy: str = "single"  # single | ddp | zero1 | fsdp
+    activation_checkpointing: bool = False  # recompute each block's activations in backward
+    compile: bool = False  # torch.compile each block
+    seed: int = 1337
+    eval_every: int = 500  # 0 = evaluate at the end only
+    log_every: int = 10
+    checkpoint_every: int = 0  # 0 = checkpoint at the end only
+    keep_checkpoints: int = 2
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off (diffusion uses 0.999+)
+    max_nonfinite: int = 3  # stop after this many non-finite steps in a row
+    lora: str = ""  # e.g. "r=8,alpha=16": train LoRA adapters only (peft), merged on export
+    init_from: str = ""  # a model directory to start from (fine-tuning; LoRA's base model)
+    device: str = "auto"  # auto | cpu | cuda
+    tensorboard: bool = True
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
+        if self.strategy not in distributed.STRATEGIES:
+            raise ValueError(f"train.strategy={self.strategy!r}; allowed: {', '.join(distributed.STRATEGIES)}")
+        for name in ("steps", "batch_size", "grad_accum", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(f"need 0 <= train.min_lr <= train.lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"train.ema is a decay in [0, 1), got {self.ema}")
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to lr, then cosine decay to min_lr at the last step (nanoGPT's get_lr). Step is 1-based."""
+    if step <= config.warmup:
+        return config.lr * step / max(1, config.warmup)
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.min_lr + 0.5 * (1 + math.cos(math.pi * min(1.0, progress))) * (config.lr - config.min_lr)
+
+
+def seed_everything(seed: int):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class BatchPlan:
+    """Which samples each rank sees at each step: a pure function of (seed, step), so resuming needs only
+    the step, and any number of ranks sees the same global batch as one process.
+
+    Global sample p (p = step * batch_size + j) is item perm_e[p mod n] of epoch e = p // n, with a fresh
+    seeded permutation per epoch (sampling without replacement, as an epoch-based DataLoader would).
+    """
+
+    def __init__(self, n: int, batch_size: int, grad_accum: int, world_size: int, rank: int, seed: int):
+        per_micro = batch_size // grad_accum
+        if batch_size % (grad_accum * world_size):
+            raise ValueError(f"train.batch_size={batch_size} must be divisible by grad_accum * ranks = "
+                             f"{grad_accum} * {world_size}")
+        if n < 1:
+            raise ValueError("the training set is empty")
+        self.n, self.batch_size, self.grad_accum = n, batch_size, grad_accum
+        self.world_size, self.rank, self.seed = world_size, rank, seed
+        self.per_rank = per_micro // world_size
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perms = {epoch: torch.randperm(self.n, generator=generator)}  # keep one epoch in memory
+        return self._perms[epoch]
+
+    def micro_batches(self, step: int) -> list[torch.Tensor]:
+        """Indices for this rank at 0-based `step`: grad_accum tensors of per_rank indices each."""
+        positions = step * self.batch_size + torch.arange(self.batch_size)
+        epochs = positions // self.n
+        indices = torch.empty_like(positions)
+        for epoch in epochs.unique().tolist():
+            chosen = epochs == epoch
+            indices[chosen] = self._perm(epoch)[positions[chosen] % self.n]
+        # (accum, world, per_rank): micro-batch m of rank r
+        return list(indices.view(self.grad_accum, self.world_size, self.per_rank)[:, self.rank])
+
+
+def to_device(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+class NonFiniteError(RuntimeError):
+    pass
+
+
+class Trainer:
+    def __init__(self, family: Family, model_config, data_config, config: TrainConfig, out_dir: str | Path,
+                 data_path: str | None = None, name: str | None = None, resume: bool = False):
+        for hook in ("prepare_data", "loss", "evaluate"):
+            if getattr(family, hook) is None:
+                raise ValueError(f"family {family.name!r} cannot be trained: it has no {hook}")
+        self.family, self.config, self.data_config = family, config, data_config
+        self.out_dir, self.data_path, self.name = Path(out_dir), data_path, name
+        self.env = distributed.setup(config.strategy, config.device)
+        if config.lora and config.strategy not in ("single", "ddp"):
+            raise ValueError(f"LoRA trains with strategy single or ddp, not {config.strategy}")
+        if config.precision == "fp16" and self.env.device.type != "cuda":
+            raise ValueError("train.precision=fp16 needs CUDA (GradScaler); on CPU use bf16")
+        if config.ema and config.strategy == "fsdp":
+            raise ValueError("train.ema is supported with single, ddp and zero1 (not fsdp) for now")
+
+        seed_everything(config.seed)  # identical initial weights on every rank
+        base = None
+        if config.init_from:
+            from zoo.checkpoint import load_pretrained
+
+            base = load_pretrained(config.init_from)
+            model_config = base.config  # the architecture comes from the model being fine-tuned
+        self.data = self._prepare_data(model_config, base)
+        self.model_config = self.data.config
+        model = base if base is not None else family.build(self.model_config)
+        for key, value in self.data.extras.items():
+            setattr(model, key, value)
+        model.zoo_name = name
+        model.to(self.env.device)
+        if config.lora:
+            model = apply_lora(model, config.lora)
+        self.trainable, self.total_params = count_parameters(model)
+        self.flops_per_sample = self._flops_per_sample(model)
+
+        blocks = family.blocks(model)
+        if config.activation_checkpointing and blocks:
+            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
+
+            block_ids = {id(b) for b in blocks}
+            apply_activation_checkpointing(model, check_fn=lambda m: id(m) in block_ids)
+            blocks = family.blocks(model)
+        if config.compile:
+            for block in blocks or [model]:
+                block.compile()
+        self.raw_model = model
+        self.model = distributed.wrap_model(model, blocks, config.strategy, self.env, config.precision)
+        self.optimizer = self._make_optimizer()
+        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+        self.ema = None
+        if config.ema:
+            from diffusers.training_utils import EMAModel
+
+            self.ema = EMAModel([p for p in self.raw_model.parameters() if p.requires_grad], decay=config.ema)
+        self.plan = BatchPlan(len(self.data.train), config.batch_size, config.grad_accum, self.env.world_size,
+                              self.env.rank, config.seed)
+        self.step, self.nonfinite_in_row, self.skipped = 0, 0, 0
+        torch.manual_seed(config.seed + 7919 * self.env.rank)  # dropout streams differ per rank
+        if resume:
+            self._resume()  # restores each rank's RNG state as it was at the checkpoint
+
+    # ---------------------------------------------------------------------------------------------- setup
+
+    def _prepare_data(self, model_config, base) -> TrainingData:
+        cache_dir = zoo_home() / "cache"
+        args = (model_config, self.data_config, self.data_path, cache_dir)
+        kwargs = {"model": base} if base is not None else {}
+        if self.env.is_main:  # rank 0 fills the cache (tokenizer training, rendering); the others reuse it
+            data = self.family.prepare_data(*args, **kwargs)
+        self.env.barrier()
+        if not self.env.is_main:
+            data = self.family.prepare_data(*args, **kwargs)
+        return data
+
+    def _flops_per_sample(self, model) -> float:
+        if self.family.flops_per_sample is not None:
+            return float(self.family.flops_per_sample(model))
+        sample = to_device(default_collate([self.data.train[0]]), self.env.device)
+
+        def forward_backward():
+            self.family.loss(model, sample).backward()
+
+        with torch.random.fork_rng(devices=[]):
+            flops = measure_flops(forward_backward)
+        model.zero_grad(set_to_none=True)
+        return flops
+
+    def _make_optimizer(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        # No weight decay on biases, norm gains and other vectors (nanoGPT, GPT-3).
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": self.config.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        groups = [g for g in groups if g["params"]]
+        kwargs = {"lr": self.config.lr, "betas": (self.config.beta1, self.config.beta2)}
+        if self.config.strategy == "zero1":
+            from torch.distributed.optim import ZeroRedundancyOptimizer
+
+            optimizer = ZeroRedundancyOptimizer(groups[0]["params"], optimizer_class=torch.optim.AdamW,
+                                                process_group=self.env.mesh.get_group(),
+                                                weight_decay=groups[0]["weight_decay"], **kwargs)
+            for group in groups[1:]:
+                optimizer.add_param_group(group)
+            return optimizer
+        if self.env.device.type == "cuda":
+            kwargs["fused"] = True
+        return torch.optim.AdamW(groups, **kwargs)
+
+    def _resume(self):
+        path = checkpointing.latest_checkpoint(self.out_dir)
+        if path is None:
+            if self.env.is_main:
+                print(f"--resume: no checkpoint in {self.out_dir / 'checkpoints'}; starting from step 0")
+            return
+        state = checkpointing.load_checkpoint(path, self.model, self.optimizer, self.config.strategy, self.env)
+        self.step, self.nonfinite_in_row, self.skipped = state["step"], state["nonfinite_in_row"], state["skipped"]
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+        if self.env.is_main:
+            print(f"resumed from {path} at step {self.step}")
+
+    def _trainer_state(self) -> dict:
+        state = {"step": self.step, "samples_seen": self.step * self.config.batch_size,
+                 "nonfinite_in_row": self.nonfinite_in_row, "skipped": self.skipped}
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def save_checkpoint(self):
+        checkpointing.save_checkpoint(self.out_dir, self.step, self.model, self.optimizer, self._trainer_state(),
+                                      self.config.strategy, self.env, self.config.keep_checkpoints)
+
+    # ----------------------------------------------------------------------------------------------- step
+
+    def _autocast(self):
+        if self.config.precision == "fp32" or self.config.strategy == "fsdp" and self.config.precision == "bf16":
+            return contextlib.nullcontext()  # FSDP2's MixedPrecisionPolicy casts the parameters itself
+        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+        return torch.autocast(self.env.device.type, dtype=dtype)
+
+    def _sync(self, last: bool):
+        """Reduce gradients across ranks on the last micro-batch only (accumulate locally before)."""
+        if self.config.strategy in ("ddp", "zero1") and not last:
+            return self.model.no_sync()
+        if self.config.strategy == "fsdp":
+            self.model.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+
+    def train_step(self) -> dict:
+        """One optimizer step (self.step -> self.step + 1). Returns loss, grad norm, lr, whether it was skipped."""
+        cfg = self.config
+        lr = lr_at(self.step + 1, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.env.device)
+        micro_batches = self.plan.micro_batches(self.step)
+        for i, indices in enumerate(micro_batches):
+            batch = to_device(default_collate([self.data.train[int(j)] for j in indices]), self.env.device)
+            with self._sync(last=i == len(micro_batches) - 1):
+                with self._autocast():
+                    loss = self.family.loss(self.model, batch)
+                scaled = loss.float() / len(micro_batches)
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            loss_sum += loss.detach().float()
+        loss = distributed.all_reduce_mean(loss_sum / len(micro_batches))
+
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
+            grad_norm = grad_norm.full_tensor()
+        loss_value, norm_value = float(loss), float(grad_norm)
+        finite = math.isfinite(loss_value) and (math.isfinite(norm_value) or self.scaler is not None)
+        if finite:
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)  # skips by itself on fp16 overflow, then lowers the scale
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            if self.ema is not None:
+                self.ema.step([p for p in self.raw_model.parameters() if p.requires_grad])
+            self.nonfinite_in_row = 0
+        else:
+            self.nonfinite_in_row += 1
+            self.skipped += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        if self.nonfinite_in_row >= cfg.max_nonfinite:
+            last = checkpointing.latest_checkpoint(self.out_dir)
+            raise NonFiniteError(
+                f"{self.nonfinite_in_row} non-finite steps in a row (loss={loss_value}, grad norm={norm_value}) "
+                f"at step {self.step}; stopping (train.max_nonfinite={cfg.max_nonfinite}). The last good "
+                f"checkpoint is untouched: {last or 'none written yet'}. Try a lower train.lr, "
+                f"train.grad_clip, or train.precision=fp32.")
+        return {"loss": loss_value, "grad_norm": norm_value, "lr": lr, "skipped": not finite}
+
+    # ------------------------------------------------------------------------------------------------ fit
+
+    def evaluate(self, quick: bool, out_dir: Path | None = None) -> dict:
+        model = distributed.unwrap(self.model)
+        was_training = model.training
+        with self._autocast():
+            metrics = self.family.evaluate(model, self.data, self.data_config, out_dir=out_dir, quick=quick)
+        model.train(was_training)
+        return metrics
+
+    def fit(self) -> dict:
+        cfg, env = self.config, self.env
+        if env.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._write_run_config()
+        log = RunLog(self.out_dir, cfg.steps, self.step, env.is_main, cfg.tensorboard)
+        if env.is_main:
+            log.write(f"{self.name or self.family.name}: {self.total_params:,} parameters "
+                      f"({self.trainable:,} trainable), {env.world_size} rank(s), strategy {cfg.strategy}, "
+                      f"precision {cfg.precision}, device {env.device}")
+        peak = peak_flops(env.device, cfg.precision) * env.world_size
+        window_start, window_steps = time.perf_counter(), 0
+        metrics: dict = {}
+        try:
+            while self.step < cfg.steps:
+                result = self.train_step()
+                window_steps += 1
+                if result["skipped"]:
+                    log.write(f"step {self.step}: non-finite loss/gradient, update skipped "
+                              f"({self.nonfinite_in_row} in a row)")
+                log.progress(1, loss=result["loss"], lr=result["lr"])
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    elapsed = time.perf_counter() - window_start
+                    samples_per_s = window_steps * cfg.batch_size / elapsed
+                    record = {"step": self.step, **result, "samples_per_s": samples_per_s,
+                              "mfu": samples_per_s * self.flops_per_sample / peak if peak else 0.0,
+                              "skipped_total": self.skipped}
+                    if self.data.tokens_per_sample:
+                        record["tokens_per_s"] = samples_per_s * self.data.tokens_per_sample
+                    log.log(record)
+                    window_start, window_steps = time.perf_counter(), 0
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                    metrics = self.evaluate(quick=True)
+                    log.log({"step": self.step, **{f"val_{k}" if not k.startswith("val") else k: v
+                                                   for k, v in metrics.items()}})
+                    window_start = time.perf_counter()  # evaluation time is not training throughput
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                    self.save_checkpoint()
+                    window_start = time.perf_counter()
+            self.save_checkpoint()
+            metrics = self.export()
+            if env.is_main:
+                log.log({"step": self.step, **{f"val_{k}" if not k.startswith("val") else k: v
+                                               for k, v in metrics.items() if isinstance(v, (int, float))}})
+                plot_losses(log.history, self.out_dir / "loss.png", title=self.name or self.family.name)
+        finally:
+            log.close()
+        return metrics
+
+    def _write_run_config(self):
+        run = {"name": self.name, "family": self.family.name, "data_path": self.data_path,
+               "world_size": self.env.world_size, "model": config_to_dict(self.model_config),
+               "data": config_to_dict(self.data_config) if self.data_config is not None else {},
+               "train": config_to_dict(self.config)}
+        (self.out_dir / "train_config.json").write_text(json.dumps(run, indent=2) + "\n")
+
+    def export(self) -> dict:
+        """Write the final model as a save_pretrained directory (the run directory itself) and evaluate it."""
+        model = self.raw_model
+        if self.config.strategy == "fsdp":  # gather the full weights onto rank 0 (every rank takes part)
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            state = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True,
+                                                                               cpu_offload=True))
+            if self.env.is_main:
+                model = self.family.build(self.model_config)
+                model.load_state_dict(state)
+                for key, value in self.data.extras.items():
+                    setattr(model, key, value)
+                model.zoo_name = self.name
+        metrics = {}
+        if self.env.is_main:
+            if self.ema is not None:
+                self.ema.copy_to([p for p in model.parameters() if p.requires_grad])
+            if self.config.lora:
+                save_adapter(model, self.out_dir / "adapter")
+                model = merge_lora(model)
+            model = model.to("cpu").eval()
+            model.save_pretrained(self.out_dir)
+            metrics = self.family.evaluate(model, self.data, self.data_config, out_dir=self.out_dir, quick=False)
+            (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        self.env.barrier()
+        return metrics
+
+
+def split_sets(sets: list[str]) -> dict[str, dict[str, str]]:
+    """["model.dim=128", "train.lr=1e-3"] -> {"model": {"dim": "128"}, "train": {"lr": "1e-3"}}."""
+    sections: dict[str, dict[str, str]] = {"model": {}, "data": {}, "train": {}}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        section, dot, field = key.partition(".")
+        if not sep or not dot or section not in sections or not field:
+            raise ValueError(f"--set {item!r}: expected section.field=value with section one of "
+                             f"model, data, train (e.g. --set train.lr=3e-4)")
+        sections[section][field] = value
+    return sections
+
+
+def train(name: str, out: str | Path | None = None, data: str | None = None, steps: int | None = None,
+          sets: list[str] = (), resume: bool = False, lora: str | None = None, family: Family | None = None) -> dict:
+    """`zoo train NAME`: the registered recipe plus --set overrides, run by the Trainer."""
+    from zoo.config import replace_config
+    from zoo.registry import get_family, get_model_entry
+
+    entry = get_model_entry(name)
+    family = family or get_family(entry.family)
+    sections = split_sets(list(sets))
+    model_config = replace_config(entry.make_config(), sections["model"], "model")
+    if family.data_config is None and sections["data"]:
+        raise ValueError(f"family {family.name!r} has no data settings; drop --set data.*")
+    data_config = replace_config(replace_config(family.data_config(), entry.data, "data"), sections["data"],
+                                 "data") if family.data_config else None
+    train_overrides = {**entry.train, **({"steps": steps} if steps is not None else {}),
+                       **({"lora": lora} if lora else {})}
+    config = replace_config(replace_config(TrainConfig(), train_overrides, "train"), sections["train"], "train")
+    out_dir = Path(out) if out else zoo_home() / name
+    if resume:
+        _check_resume_config(out_dir, config)
+    trainer = Trainer(family, model_config, data_config, config, out_dir, data, name, resume)
+    try:
+        return trainer.fit()
+    finally:
+        distributed.teardown()
+
+
+def _check_resume_config(out_dir: Path, config: TrainConfig):
+    saved_path = out_dir / "train_config.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())["train"]
+    now = config_to_dict(config)
+    changed = [k for k in now if k not in ("steps", "eval_every", "log_every", "checkpoint_every",
+                                           "keep_checkpoints", "tensorboard") and saved.get(k) != now[k]]
+    if changed:
+        raise ValueError(f"--resume with different training settings than {saved_path}: "
+                         + ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed))
