@@ -1,0 +1,1 @@
+"""Procedurally generated datasets (no downloads): deterministic by seed."""
