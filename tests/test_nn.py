@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from zoo.nn import Attention, RotaryEmbedding, Transformer, TransformerConfig, apply_rotary, grid_positions
-from zoo.nn.rope import rotate_half
 
 torch.manual_seed(0)
 
@@ -75,7 +74,7 @@ def test_rope_scores_depend_only_on_offset_and_preserve_norms():
 
     def rotated(x, position):
         cos, sin = rope(torch.tensor([position]))
-        return (x * cos[0].double() + rotate_half(x) * sin[0].double())
+        return apply_rotary(x[None, None, None], cos.double(), sin.double())[0, 0, 0]
 
     for m, n in [(0, 3), (5, 8), (100, 103), (2, 2), (7, 50), (57, 104)]:
         score = rotated(q, m) @ rotated(k, n)

@@ -34,7 +34,7 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", theta ** -exponent, persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions: (..., T) for 1-D or (..., T, 2) as (row, column) for 2-D. Returns cos, sin (..., T, d)."""
+        """positions: (..., T) for 1-D or (..., T, 2) as (row, column) for 2-D. Returns cos, sin (..., T, d/2)."""
         if self.axes == 1:
             angles = positions.float()[..., None] * self.inv_freq  # (..., T, d/2)
         else:
@@ -42,20 +42,18 @@ class RotaryEmbedding(nn.Module):
                 raise ValueError(f"2-D RoPE needs positions of shape (..., T, 2), got {tuple(positions.shape)}")
             angles = torch.cat([positions[..., 0:1].float() * self.inv_freq,
                                 positions[..., 1:2].float() * self.inv_freq], dim=-1)  # (..., T, d/2)
-        angles = torch.cat([angles, angles], dim=-1)  # pair i and i + d/2 share an angle
-        return angles.cos(), angles.sin()
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
+        return angles.cos(), angles.sin()  # (..., T, d/2): pair i and i + d/2 share an angle
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: (B, H, T, d); cos/sin: (T, d) or (B, T, d). Rotation in fp32, result in x's dtype."""
+    """Rotate each pair (x_i, x_{i+d/2}) by its angle: x: (B, H, T, d); cos/sin: (T, d/2) or (B, T, d/2).
+
+    Computed in fp32 (angles of long contexts need it), returned in x's dtype.
+    """
     if cos.dim() == 3:
         cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
-    return (x.float() * cos + rotate_half(x.float()) * sin).to(x.dtype)
+    x1, x2 = (x if x.dtype in (torch.float32, torch.float64) else x.float()).chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
 
 
 def grid_positions(height: int, width: int, device=None) -> torch.Tensor:
