@@ -37,6 +37,8 @@ def load_pretrained(directory: str | Path, **overrides) -> nn.Module:
     from zoo.registry import get_family
 
     directory = Path(directory)
+    if not directory.exists():
+        raise FileNotFoundError(f"no model directory {directory}")
     if directory.is_file():
         if directory.suffix in PICKLE_SUFFIXES:
             raise ValueError(f"refusing to load {directory}: pickle files can run arbitrary code; zoo loads "

@@ -65,8 +65,6 @@ def cmd_eval(args):
 
 
 def cmd_generate(args):
-    import time
-
     from zoo.checkpoint import load_pretrained
     from zoo.text.generate import GenerationOptions, format_table, generate, next_token_table, stream
 
@@ -75,24 +73,25 @@ def cmd_generate(args):
         print(format_table(next_token_table(model, args.prompt, k=args.top_k or 10)))
         return
     options = GenerationOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                                top_p=args.top_p, seed=args.seed, stop=tuple(args.stop or ()))
+                                top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
+                                seed=args.seed, stop=tuple(args.stop or ()))
     if args.stream:
-        start, pieces = time.perf_counter(), []
         print(args.prompt, end="", flush=True)
-        for piece in stream(model, args.prompt, options):
-            pieces.append(piece)
-            print(piece, end="", flush=True)
+        pieces = stream(model, args.prompt, options)
+        while True:
+            try:
+                print(next(pieces), end="", flush=True)
+            except StopIteration as done:
+                result = done.value  # the generator returns the full GenerationResult
+                break
         print()
-        if args.json:
-            text = "".join(pieces)
-            print(json.dumps({"text": text, "tokens": len(model.tokenizer.encode(text)) if text else 0,
-                              "seconds": time.perf_counter() - start}))
-        return
-    result = generate(model, args.prompt, options)
-    if args.json:
-        print(json.dumps({"text": result.text, "tokens": result.tokens, "tokens_per_s": result.tokens_per_s}))
     else:
-        print(args.prompt + result.text)
+        result = generate(model, args.prompt, options)
+        if not args.json:
+            print(args.prompt + result.text)
+    if args.json:
+        print(json.dumps({"text": result.text, "tokens": result.n_new_tokens, "token_ids": result.tokens,
+                          "tokens_per_s": result.tokens_per_s, "finish_reason": result.finish_reason}))
 
 
 def cmd_classify(args):
@@ -152,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-k", type=int)
-    p.add_argument("--top-p", type=float)
+    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int)
     p.add_argument("--stop", action="append", help="stop string; repeatable")
     p.add_argument("--stream", action="store_true")
