@@ -21,8 +21,12 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest -q
 
+# Speed and memory against the peers, as ratios measured in the same run (never asserted in tests).
 bench: install
 	$(BIN)/python benchmarks/attention.py
+	$(BIN)/python benchmarks/text.py
+	$(BIN)/python benchmarks/vision.py
+	$(BIN)/python benchmarks/trainer.py
 
 demo: install
 	$(BIN)/zoo demo
