@@ -116,7 +116,7 @@ def cmd_demo(args):
     model = load_pretrained(out).eval()
     prompt = "def "
     print(f"\nnext-token probabilities after {prompt!r}:\n" + format_table(next_token_table(model, prompt, k=8)))
-    result = generate(model, prompt, GenerationOptions(max_new_tokens=300, temperature=0.8, top_k=50, seed=0))
+    result = generate(model, prompt, GenerationOptions(max_new_tokens=200, temperature=0.8, top_k=50, seed=0))
     print(f"\nsample (temperature 0.8, top-k 50):\n{prompt}{result.text}")
 
 
