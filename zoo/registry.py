@@ -6,7 +6,6 @@ directory. A *family* (gpt, alexnet, vit, ...) is the contract the trainer sees:
 the family, only calls these functions.
 """
 
-import dataclasses
 import difflib
 import fnmatch
 import importlib
@@ -16,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 # Modules whose import registers families and models; imported on first use (timm does the same).
@@ -190,11 +188,3 @@ def load(name_or_dir: str | os.PathLike, pretrained: bool = False, device=None, 
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
     return model
-
-
-def model_config_fields(name: str) -> list[str]:
-    return [f.name for f in dataclasses.fields(type(get_model_entry(name).make_config()))]
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -137,6 +137,11 @@ class NonFiniteError(RuntimeError):
     pass
 
 
+def as_validation(metrics: dict) -> dict:
+    """Evaluation metrics as log fields: numbers only, each named val_* (top1 -> val_top1, val_loss stays)."""
+    return {(k if k.startswith("val") else f"val_{k}"): v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
 class Trainer:
     def __init__(self, family: Family, model_config, data_config, config: TrainConfig, out_dir: str | Path,
                  data_path: str | None = None, name: str | None = None, resume: bool = False):
@@ -381,8 +386,7 @@ class Trainer:
                     window_start, window_steps = time.perf_counter(), 0
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                     metrics = self.evaluate(quick=True)
-                    log.log({"step": self.step, **{f"val_{k}" if not k.startswith("val") else k: v
-                                                   for k, v in metrics.items()}})
+                    log.log({"step": self.step, **as_validation(metrics)})
                     window_start = time.perf_counter()  # evaluation time is not training throughput
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.save_checkpoint()
@@ -390,8 +394,7 @@ class Trainer:
             self.save_checkpoint()
             metrics = self.export()
             if env.is_main:
-                log.log({"step": self.step, **{f"val_{k}" if not k.startswith("val") else k: v
-                                               for k, v in metrics.items() if isinstance(v, (int, float))}})
+                log.log({"step": self.step, **as_validation(metrics)})
                 plot_losses(log.history, self.out_dir / "loss.png", title=self.name or self.family.name)
         finally:
             log.close()
