@@ -25,6 +25,7 @@ test: lint
 bench: install
 	$(BIN)/python benchmarks/attention.py
 	$(BIN)/python benchmarks/text.py
+	$(BIN)/python benchmarks/nanogpt_baby.py
 	$(BIN)/python benchmarks/vision.py
 	$(BIN)/python benchmarks/trainer.py
 
