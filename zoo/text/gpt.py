@@ -90,10 +90,10 @@ def _save_tokenizer(model: GPT, directory):
 
 
 def _load_tokenizer(model: GPT, directory):
-    from zoo.text.tokenizer import load_tokenizer
+    from zoo.text.tokenizer import META_FILE, load_tokenizer
 
     # A bare architecture saved without training data has no tokenizer; a damaged one is an error.
-    model.tokenizer = load_tokenizer(directory) if (directory / "zoo_tokenizer.json").exists() else None
+    model.tokenizer = load_tokenizer(directory) if (directory / META_FILE).exists() else None
 
 
 register_family(Family(

@@ -189,13 +189,16 @@ class Trainer:
                 block.compile()
         self.raw_model = model
         self.model = distributed.wrap_model(model, blocks, config.strategy, self.env, config.precision)
+        # The trained parameters, once: after wrapping (FSDP swaps in sharded ones), shared by the optimizer,
+        # gradient clipping and the EMA.
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = self._make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.ema = None
         if config.ema:
             from diffusers.training_utils import EMAModel
 
-            self.ema = EMAModel([p for p in self.raw_model.parameters() if p.requires_grad], decay=config.ema)
+            self.ema = EMAModel(self.params, decay=config.ema)
         self.plan = BatchPlan(len(self.data.train), config.batch_size, config.grad_accum, self.env.world_size,
                               self.env.rank, config.seed)
         self.step, self.nonfinite_in_row, self.skipped = 0, 0, 0
@@ -230,7 +233,7 @@ class Trainer:
         return flops
 
     def _make_optimizer(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = self.params
         # No weight decay on biases, norm gains and other vectors (nanoGPT, GPT-3).
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": self.config.weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -314,8 +317,7 @@ class Trainer:
 
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
         if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
             grad_norm = grad_norm.full_tensor()
         loss_value, norm_value = float(loss), float(grad_norm)
@@ -327,7 +329,7 @@ class Trainer:
             else:
                 self.optimizer.step()
             if self.ema is not None:
-                self.ema.step([p for p in self.raw_model.parameters() if p.requires_grad])
+                self.ema.step(self.params)
             self.nonfinite_in_row = 0
         else:
             self.nonfinite_in_row += 1
@@ -346,12 +348,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ fit
 
     def evaluate(self, quick: bool, out_dir: Path | None = None) -> dict:
-        model = distributed.unwrap(self.model)
-        was_training = model.training
+        """The family's evaluate (which restores the model's train/eval mode itself), under this run's precision."""
         with self._autocast():
-            metrics = self.family.evaluate(model, self.data, self.data_config, out_dir=out_dir, quick=quick)
-        model.train(was_training)
-        return metrics
+            return self.family.evaluate(distributed.unwrap(self.model), self.data, self.data_config,
+                                        out_dir=out_dir, quick=quick)
 
     def fit(self) -> dict:
         cfg, env = self.config, self.env
@@ -423,8 +423,8 @@ class Trainer:
                 model.zoo_name = self.name
         metrics = {}
         if self.env.is_main:
-            if self.ema is not None:
-                self.ema.copy_to([p for p in model.parameters() if p.requires_grad])
+            if self.ema is not None:  # EMA runs without FSDP, so `model` is raw_model and owns self.params
+                self.ema.copy_to(self.params)
             if self.config.lora:
                 save_adapter(model, self.out_dir / "adapter")
                 model = merge_lora(model)
@@ -450,13 +450,13 @@ def split_sets(sets: list[str]) -> dict[str, dict[str, str]]:
 
 
 def train(name: str, out: str | Path | None = None, data: str | None = None, steps: int | None = None,
-          sets: list[str] = (), resume: bool = False, lora: str | None = None, family: Family | None = None) -> dict:
+          sets: list[str] = (), resume: bool = False, lora: str | None = None) -> dict:
     """`zoo train NAME`: the registered recipe plus --set overrides, run by the Trainer."""
     from zoo.config import replace_config
     from zoo.registry import get_family, get_model_entry
 
     entry = get_model_entry(name)
-    family = family or get_family(entry.family)
+    family = get_family(entry.family)
     sections = split_sets(list(sets))
     model_config = replace_config(entry.make_config(), sections["model"], "model")
     if family.data_config is None and sections["data"]:
