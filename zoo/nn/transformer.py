@@ -31,7 +31,8 @@ class TransformerConfig:
     n_kv_heads: int | None = None  # None = n_heads (MHA); 1 = MQA; in between = GQA
     head_dim: int | None = None  # None = dim // n_heads
     mlp: str = "geglu"  # geglu | swiglu | gelu
-    hidden_dim: int | None = None  # None = 4*dim for gelu, 8/3*dim rounded up to 64 for gated MLPs
+    hidden_dim: int | None = None  # None = mlp_ratio * dim
+    mlp_ratio: float | None = None  # None = 4 for gelu; 8/3 rounded up to a multiple of 64 for gated MLPs
     gelu_approximate: str = "tanh"  # "tanh" (the lecture's formula, GPT-2, Gemma) or "none" (exact erf)
     norm: str = "rmsnorm"  # rmsnorm | layernorm
     norm_eps: float = 1e-6
@@ -59,6 +60,9 @@ class TransformerConfig:
             raise ValueError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}; set head_dim")
         if self.n_heads % self.kv_heads:
             raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
+        if self.hidden_dim is not None and self.hidden_dim < 1 or self.mlp_ratio is not None and self.mlp_ratio <= 0:
+            raise ValueError(f"hidden_dim must be >= 1 and mlp_ratio > 0, got hidden_dim={self.hidden_dim}, "
+                             f"mlp_ratio={self.mlp_ratio}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -74,6 +78,8 @@ class TransformerConfig:
     def mlp_hidden(self) -> int:
         if self.hidden_dim:
             return self.hidden_dim
+        if self.mlp_ratio:
+            return max(1, round(self.mlp_ratio * self.dim))
         if self.mlp == "gelu":
             return 4 * self.dim
         return 64 * math.ceil(8 * self.dim / 3 / 64)  # parameter-matched to 4*dim (Shazeer, 2020)
