@@ -18,6 +18,13 @@ def naive_attention(q, k, v, allowed=None):
     return scores.softmax(dim=-1) @ v
 
 
+def naive_rotary(x, cos, sin):
+    """RoFormer's rotation of pairs (x_i, x_{i+d/2}), written out: x (B, T, H, d), cos/sin (T, d/2) or (B, T, d/2)."""
+    cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
 def split_heads(x, n):
     B, T, C = x.shape
     return x.view(B, T, n, C // n).transpose(1, 2)
@@ -26,9 +33,10 @@ def split_heads(x, n):
 def reference_self_attention(attn: Attention, x, allowed=None, rope=None):
     H, Hkv, d = attn.n_heads, attn.n_kv_heads, attn.head_dim
     q, k, v = attn.qkv(x).split([H * d, Hkv * d, Hkv * d], dim=-1)
+    if rope is not None:  # rotate each head's (B, T, d) slice with the naive formula (no autograd Function)
+        B, T = x.shape[:2]
+        q, k = (naive_rotary(t.view(B, T, -1, d), *rope).flatten(2) for t in (q, k))
     q, k, v = split_heads(q, H), split_heads(k, Hkv), split_heads(v, Hkv)
-    if rope is not None:
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
     # GQA reference: materialise each K/V head once per query head of its group.
     k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
     y = naive_attention(q, k, v, allowed)
@@ -65,6 +73,25 @@ def test_cross_attention_matches_naive_with_context_padding():
     expected = attn.proj(naive_attention(q, k, v, keep[:, None, None, :]).transpose(1, 2).reshape(2, 5, 32))
     torch.testing.assert_close(attn(x, mask=keep[:, None, None, :], context=context), expected,
                                atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_kv_heads", [4, 2])
+def test_attention_with_rope_matches_the_written_out_rotation_in_values_and_gradients(n_kv_heads):
+    """zoo rotates queries and keys in one call with a hand-written backward; check both against autograd of
+    RoFormer's formula, and the backward alone with gradcheck."""
+    attn = Attention(dim=32, n_heads=4, n_kv_heads=n_kv_heads, head_dim=8).double()
+    x = torch.randn(2, 9, 32, dtype=torch.float64, requires_grad=True)
+    rope = tuple(t.double() for t in RotaryEmbedding(8)(torch.arange(3, 12)))
+    ours = attn(x, rope=rope, is_causal=True)
+    reference = reference_self_attention(attn, x, torch.ones(9, 9, dtype=torch.bool).tril(), rope)
+    torch.testing.assert_close(ours, reference, atol=1e-10, rtol=1e-10)
+    grad = torch.randn_like(ours)
+    for a, b in zip(torch.autograd.grad(ours, (x, attn.qkv.weight), grad),
+                    torch.autograd.grad(reference, (x, attn.qkv.weight), grad)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    per_row = tuple(t.double() for t in RotaryEmbedding(8)(torch.tensor([[0, 1, 2], [5, 6, 7]])))
+    heads = torch.randn(2, 3, 6, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: apply_rotary(t, *per_row), (heads,))
 
 
 def test_rope_scores_depend_only_on_offset_and_preserve_norms():
@@ -200,3 +227,24 @@ def test_bad_configs_and_inputs_raise_clear_errors():
         tiny(cross_attention=True)(torch.randn(1, 3, 32))
     with pytest.raises(ValueError, match="explicit positions"):
         tiny(positions="rope2d", causal=False)(torch.randn(1, 4, 32))
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
+def test_prepacked_linears_match_nn_linear_and_are_undone_on_exit():
+    from zoo.nn.packed import prepacked_linears
+
+    model = torch.nn.Sequential(torch.nn.Linear(48, 96), torch.nn.GELU(), torch.nn.Linear(96, 32, bias=False))
+    x = torch.randn(3, 5, 48)
+    with torch.inference_mode():
+        expected = model(x)
+        with prepacked_linears(model, rows=3):
+            assert all("forward" in layer.__dict__ for layer in (model[0], model[2]))
+            packed = model(x)
+            one_row = model(x[:1, :1])
+        torch.testing.assert_close(packed, expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(one_row, expected[:1, :1], atol=1e-5, rtol=1e-5)
+        with pytest.raises(RuntimeError, match="inside"), prepacked_linears(model):
+            raise RuntimeError("an error inside the block")
+    assert not any("forward" in layer.__dict__ for layer in model)
+    torch.testing.assert_close(model(x), expected)  # plain nn.Linear again, autograd included
+

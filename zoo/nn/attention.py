@@ -82,10 +82,12 @@ class Attention(nn.Module):
                 if cache is not None:
                     cache.cross_kv = (k, v)
         else:
-            q, k, v = self.qkv(x).split([q_dim, kv_dim, kv_dim], dim=-1)
-            q, k, v = self._heads(q, self.n_heads), self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)
+            qk, v = self.qkv(x).split([q_dim + kv_dim, kv_dim], dim=-1)
+            qk = qk.view(B, T, self.n_heads + self.n_kv_heads, self.head_dim)
             if rope is not None:
-                q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+                qk = apply_rotary(qk, *rope)  # queries and keys in one call, before the head transpose
+            q, k = qk.split([self.n_heads, self.n_kv_heads], dim=2)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), self._heads(v, self.n_kv_heads)  # (B, nh, T, hs)
             if cache is not None:
                 k, v = cache.update(start, k, v)
 

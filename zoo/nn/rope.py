@@ -45,15 +45,47 @@ class RotaryEmbedding(nn.Module):
         return angles.cos(), angles.sin()  # (..., T, d/2): pair i and i + d/2 share an angle
 
 
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The rotation itself, out of place: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), both halves written
+    straight into one output (no cat), four elementwise kernels in all."""
+    x1, x2 = x.chunk(2, dim=-1)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out1, out2 = out.chunk(2, dim=-1)
+    torch.mul(x1, cos, out=out1).addcmul_(x2, sin, value=-1)
+    torch.mul(x2, cos, out=out2).addcmul_(x1, sin)
+    return out
+
+
+class _Rotary(torch.autograd.Function):
+    """RoPE with a hand-written backward: a rotation's inverse is its transpose, the rotation by -angle, so the
+    gradient is rotate(grad, cos, -sin). Autograd of the plain formula would keep x, replay four multiplies
+    and a split/cat; this keeps only the (T, d/2) tables."""
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        return rotate(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad):
+        cos, sin = ctx.saved_tensors
+        return rotate(grad, cos, -sin), None, None
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair (x_i, x_{i+d/2}) by its angle: x: (B, H, T, d); cos/sin: (T, d/2) or (B, T, d/2).
+    """Rotate each pair (x_i, x_{i+d/2}) by its angle. x: (B, T, H, d), token-major as the QKV projection
+    leaves it, so queries and keys rotate in one call before the heads are transposed; cos/sin: (T, d/2) or
+    (B, T, d/2) from RotaryEmbedding, shared by every head.
 
     Computed in fp32 (angles of long contexts need it), returned in x's dtype.
     """
-    if cos.dim() == 3:
-        cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
-    x1, x2 = (x if x.dtype in (torch.float32, torch.float64) else x.float()).chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+    cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # (..., T, 1, d/2): broadcast over heads
+    if torch.compiler.is_compiling():  # the compiler fuses the formula into one kernel by itself
+        x1, x2 = x.float().chunk(2, dim=-1)
+        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+    if x.dtype in (torch.float32, torch.float64):
+        return _Rotary.apply(x, cos.to(x.dtype), sin.to(x.dtype))
+    return _Rotary.apply(x.float(), cos, sin).to(x.dtype)
 
 
 def grid_positions(height: int, width: int, device=None) -> torch.Tensor:
