@@ -28,6 +28,7 @@ Limits, chosen to fail loudly rather than correct silently (diffusers' rule):
   - characters outside a char-level vocabulary raise the tokenizer's own error.
 """
 
+import contextlib
 import math
 import time
 from collections.abc import Generator, Sequence
@@ -35,6 +36,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from zoo.nn.packed import prepacked_linears
 
 FINISH_REASONS = ("stop", "length", "eot")
 PAD_ID = 0  # fed to padding positions (masked out) and to finished rows (ignored): any valid id does
@@ -56,7 +59,9 @@ class GenerationOptions:
     matched on the decoded new text (not the prompt; a match may span several tokens) and are not part of the
     result. seed: of the sampler's own torch.Generator (None: a fresh random seed). compile: torch.compile the
     one-token decode step (opt-in: the first call compiles, about 30 s on a 2-core CPU, once per process and
-    batch size; it pays off on a GPU and for long or repeated generations).
+    batch size; it pays off on a GPU and for long or repeated generations). prepack: on a CPU, multiply by
+    oneDNN-prepacked copies of the weights while generating (zoo.nn.packed; about 2x faster decoding matmuls,
+    the same fp32 results up to rounding); ignored with compile, whose CPU backend packs weights itself.
     """
 
     max_new_tokens: int = 100
@@ -68,6 +73,7 @@ class GenerationOptions:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     compile: bool = False
+    prepack: bool = True
 
     def __post_init__(self):
         def is_int(value):
@@ -98,8 +104,9 @@ class GenerationOptions:
         object.__setattr__(self, "stop", tuple(self.stop))  # a list is accepted; stored hashable
         if self.seed is not None and not is_int(self.seed):
             raise ValueError(f"GenerationOptions.seed must be None or an integer, got {self.seed!r}")
-        if not isinstance(self.compile, bool):
-            raise ValueError(f"GenerationOptions.compile must be True or False, got {self.compile!r}")
+        for name in ("compile", "prepack"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"GenerationOptions.{name} must be True or False, got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -405,23 +412,25 @@ def _decode(model: nn.Module, ids: list[list[int]], options: GenerationOptions, 
         seen[rows_of[real], idx[real]] = True  # only real tokens: padding must not mark PAD_ID as seen
 
     cache = model.make_cache(B, min(T + options.max_new_tokens, max_seq_len))
-    logits = model(idx, mask=mask, cache=cache, last_only=True)[:, -1]  # prefill: (B, V)
-    for i in range(options.max_new_tokens):
-        logits = logits.float()
-        for processor in processors:
-            logits = processor(logits, seen)
-        tokens = sampler(logits)  # (B,)
-        for row, token in zip(rows, tokens.tolist()):
-            if not row.finished:
-                row.append(token)
-        yield
-        if all(row.finished for row in rows) or i == options.max_new_tokens - 1:
-            break  # the last token is never fed back: its logits would be unused
-        if seen is not None:
-            seen[torch.arange(B, device=device), tokens] = True
-        # finished rows get a pad token: the batch stays rectangular, their output is frozen above
-        feed = [PAD_ID if row.finished else row.tokens[-1] for row in rows]
-        logits = step(model, torch.tensor(feed, dtype=torch.long, device=device)[:, None], cache)
+    packing = prepacked_linears(model, rows=B) if options.prepack and not options.compile else contextlib.nullcontext()
+    with packing:
+        logits = model(idx, mask=mask, cache=cache, last_only=True)[:, -1]  # prefill: (B, V)
+        for i in range(options.max_new_tokens):
+            logits = logits.float()
+            for processor in processors:
+                logits = processor(logits, seen)
+            tokens = sampler(logits)  # (B,)
+            for row, token in zip(rows, tokens.tolist()):
+                if not row.finished:
+                    row.append(token)
+            yield
+            if all(row.finished for row in rows) or i == options.max_new_tokens - 1:
+                break  # the last token is never fed back: its logits would be unused
+            if seen is not None:
+                seen[torch.arange(B, device=device), tokens] = True
+            # finished rows get a pad token: the batch stays rectangular, their output is frozen above
+            feed = [PAD_ID if row.finished else row.tokens[-1] for row in rows]
+            logits = step(model, torch.tensor(feed, dtype=torch.long, device=device)[:, None], cache)
     for row in rows:
         row.finish("length")
 
