@@ -33,8 +33,6 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 from torch.utils.data import Dataset, default_collate
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-from torchvision.transforms import v2
 
 from zoo.data.shapes import TASKS, SceneConfig, ShapesDataset, materialize
 from zoo.registry import TrainingData
@@ -110,6 +108,8 @@ def train_transform(data_config: VisionDataConfig, builtin: bool, image_size: in
         return None
     if builtin:
         return RandomSquareSymmetry()
+    from torchvision.transforms import v2  # imported where used: torchvision costs a text run 1 s at start-up
+
     return v2.Compose([v2.RandomResizedCrop(image_size, scale=(0.8, 1.0), antialias=True), v2.RandomHorizontalFlip()])
 
 
@@ -148,6 +148,8 @@ def load_image(path: str | Path) -> Image.Image:
             image.load()  # decode now: a truncated file fails here, not somewhere in training
             image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
         raise ValueError(f"cannot read image {path}: {error}. Remove or replace the file "
                          f"(supported: {', '.join(IMG_EXTENSIONS)})") from None
     return to_rgb(image)
@@ -173,6 +175,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def image_to_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
     """RGB PIL image -> uint8 (3, S, S): shorter side resized to S (antialiased), then the centre crop."""
+    from torchvision.transforms import v2
+
     image = v2.functional.resize(image, image_size, antialias=True)
     image = v2.functional.center_crop(image, image_size)
     return v2.functional.pil_to_tensor(image)
@@ -194,6 +198,8 @@ def scan_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
         raise ValueError(f"image folder {root} has no class subfolders (found only files such as "
                          f"{sorted(e.name for e in entries)[0]!r}); expected root/<class>/<image>, one folder "
                          f"per class (torchvision ImageFolder)")
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
     skipped = []
 
     def is_image(name: str) -> bool:
