@@ -8,15 +8,21 @@ run, so the printed ratios compare implementations, not machines. Random weights
 Timing rounds alternate between zoo and its peer and the best round counts, so a machine that other jobs
 keep busy slows both alike (the load average is printed; ratios from a quiet machine are the ones to quote).
 
-  train     forward + backward + AdamW step (the same optimizer and loss code on both sides);
-            default shape: nanoGPT's CPU baby config (4 layers, width 128, 4 heads, context 64, batch 12)
+  train     forward + backward + AdamW step (the same loss code and the same fused AdamW on both sides:
+            zoo's trainer and HF's Trainer both default to it); default shape: nanoGPT's CPU baby config
+            (4 layers, width 128, 4 heads, context 64, batch 12). Also timed: the same zoo model with its norms,
+            RoPE and activation removed (matmuls, attention, loss and optimizer only), the floor for any eager
+            implementation that runs those as separate kernels, so HF / floor is the most such a port can gain.
   generate  greedy decoding with a KV cache, tokens/s, at batch 1 and at batch 8 with ragged (left-padded)
-            prompts: zoo.text.generate.generate vs HF model.generate (6 layers, width 384, 100 new tokens)
+            prompts: zoo.text.generate.generate (default: oneDNN-prepacked weights, zoo.nn.packed; and with
+            prepack=False) vs HF model.generate (6 layers, width 384, 100 new tokens); plus the weight matmuls
+            alone, through F.linear (HF's path) and prepacked (zoo's), each path's ceiling.
   compile   GPU only (automatic when CUDA is available, or --gpu): compiled one-token decode vs eager;
             on a CPU-only machine it says it was skipped
 """
 
 import argparse
+import contextlib
 import math
 import os
 import time
@@ -24,6 +30,7 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from zoo.nn.packed import prepacked_linears
 from zoo.text.generate import GenerationOptions, generate
 from zoo.text.gpt import GPT, GPTConfig
 from zoo.text.tokenizer import CharTokenizer
@@ -80,7 +87,7 @@ def train_step(model, hf: bool, x, y, compile_blocks: bool = False):
     if compile_blocks:  # what zoo's trainer does with compile=True: torch.compile each block
         for block in model.backbone.blocks:
             block.compile()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, fused=True)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -98,7 +105,13 @@ def bench_train(args, device):
     torch.manual_seed(1)
     x = torch.randint(0, VOCAB, (args.batch, args.context), device=device)
     y = torch.randint(0, VOCAB, (args.batch, args.context), device=device)
-    steps = {"zoo": train_step(zoo_model, False, x, y), "hf": train_step(hf_model, True, x, y)}
+    floor, _ = build_pair(args.width, args.layers, args.heads, args.hidden, args.context, device)
+    floor.backbone.rope = None
+    for block in floor.backbone.blocks:
+        block.attn_norm, block.mlp_norm, block.mlp.act = torch.nn.Identity(), torch.nn.Identity(), lambda t: t
+    floor.backbone.norm = None
+    steps = {"zoo": train_step(zoo_model, False, x, y), "hf": train_step(hf_model, True, x, y),
+             "floor": train_step(floor, False, x, y)}
     if args.compile_train:
         compiled, _ = build_pair(args.width, args.layers, args.heads, args.hidden, args.context, device)
         steps["zoo compiled"] = train_step(compiled, False, x, y, compile_blocks=True)
@@ -108,6 +121,8 @@ def bench_train(args, device):
     t = interleaved(steps, args.rounds, args.steps, device)
     print(f"zoo {t['zoo'] * 1e3:.1f} ms/step   HF Llama {t['hf'] * 1e3:.1f} ms/step   "
           f"zoo speed-up {t['hf'] / t['zoo']:.2f}x  (target >= 1.3x)")
+    print(f"    matmuls + attention + loss + AdamW alone (no norms, RoPE, activation): {t['floor'] * 1e3:.1f} ms/step, "
+          f"HF / that floor {t['hf'] / t['floor']:.2f}x")
     if "zoo compiled" in t:
         print(f"zoo with per-block torch.compile (trainer compile=True) {t['zoo compiled'] * 1e3:.1f} ms/step   "
               f"speed-up over HF eager {t['hf'] / t['zoo compiled']:.2f}x")
@@ -124,8 +139,8 @@ def ragged_prompts(batch: int, lengths: list[int]) -> list[str]:
             for b in range(batch)]
 
 
-def zoo_generate_fn(model, prompts, new_tokens: int, compile: bool = False):
-    options = GenerationOptions(max_new_tokens=new_tokens, temperature=0, compile=compile)
+def zoo_generate_fn(model, prompts, new_tokens: int, compile: bool = False, prepack: bool = True):
+    options = GenerationOptions(max_new_tokens=new_tokens, temperature=0, compile=compile, prepack=prepack)
 
     def run():
         results = generate(model, prompts, options)
@@ -154,18 +169,19 @@ def hf_generate_fn(model, prompts, new_tokens: int, device):
     return run
 
 
-def matmul_floor_fn(model, batch: int, new_tokens: int):
+def matmul_floor_fn(model, batch: int, new_tokens: int, prepack: bool):
     """Only the weight matmuls of `new_tokens` decode steps (every Linear once per token, as decoding reads
-    them): what any implementation of this model pays. At batch 1 it is bound by streaming the fp32 weights
-    from memory (they outgrow the CPU caches), so it caps every implementation's tokens/s."""
-    weights = [module.weight for module in model.modules() if isinstance(module, torch.nn.Linear)]
-    inputs = {w.shape[1]: torch.randn(batch, 1, w.shape[1], device=w.device) for w in weights}
+    them), through F.linear or through zoo's prepacked weights: each path's ceiling on tokens/s. At batch 1
+    they read the fp32 weights once per token (41 MB here, more than the CPU caches hold)."""
+    linears = [module for module in model.modules() if isinstance(module, torch.nn.Linear)]
+    inputs = {m.in_features: torch.randn(batch, 1, m.in_features, device=m.weight.device) for m in linears}
 
     @torch.inference_mode()
     def run():
-        for _ in range(new_tokens):
-            for w in weights:
-                torch.nn.functional.linear(inputs[w.shape[1]], w)
+        with prepacked_linears(model, rows=batch) if prepack else contextlib.nullcontext():
+            for _ in range(new_tokens):
+                for m in linears:
+                    m(inputs[m.in_features])
 
     return run
 
@@ -183,17 +199,22 @@ def bench_generate(args, device):
     for batch, lengths in BATCHES:
         prompts = ragged_prompts(batch, lengths)
         fns = {"zoo": zoo_generate_fn(zoo_model, prompts, args.new_tokens),
+               "zoo unpacked": zoo_generate_fn(zoo_model, prompts, args.new_tokens, prepack=False),
                "hf": hf_generate_fn(hf_model, prompts, args.new_tokens, device),
-               "floor": matmul_floor_fn(zoo_model, batch, args.new_tokens)}
+               "linear floor": matmul_floor_fn(zoo_model, batch, args.new_tokens, prepack=False),
+               "packed floor": matmul_floor_fn(zoo_model, batch, args.new_tokens, prepack=True)}
         for fn in fns.values():
             fn()  # warm-up: first-call allocations, HF's generation-config set-up
         t = interleaved(fns, args.rounds, 1, device)
-        z, h, f = (batch * args.new_tokens / t[name] for name in ("zoo", "hf", "floor"))
+        rate = {name: batch * args.new_tokens / seconds for name, seconds in t.items()}
+        z, h = rate["zoo"], rate["hf"]
         results[batch] = (z, h)
         shape = "prompt 20 tokens" if batch == 1 else f"ragged prompts {lengths}"
         print(f"batch {batch} ({shape}): zoo {z:.0f} tok/s   HF generate {h:.0f} tok/s   "
               f"zoo speed-up {z / h:.2f}x  (target >= 2x)")
-        print(f"    the weight matmuls alone (no attention, norms, sampling): {f:.0f} tok/s, the ceiling for both")
+        print(f"    zoo with prepack=False {rate['zoo unpacked']:.0f} tok/s ({rate['zoo unpacked'] / h:.2f}x HF); "
+              f"the weight matmuls alone: {rate['linear floor']:.0f} tok/s through F.linear, "
+              f"{rate['packed floor']:.0f} tok/s prepacked")
     return results
 
 
