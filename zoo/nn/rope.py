@@ -80,12 +80,18 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     Computed in fp32 (angles of long contexts need it), returned in x's dtype.
     """
     cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # (..., T, 1, d/2): broadcast over heads
-    if torch.compiler.is_compiling():  # the compiler fuses the formula into one kernel by itself
-        x1, x2 = x.float().chunk(2, dim=-1)
-        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
     if x.dtype in (torch.float32, torch.float64):
-        return _Rotary.apply(x, cos.to(x.dtype), sin.to(x.dtype))
-    return _Rotary.apply(x.float(), cos, sin).to(x.dtype)
+        x_, cos, sin = x, cos.to(x.dtype), sin.to(x.dtype)
+    else:
+        x_ = x.float()
+    if torch.compiler.is_compiling():  # the compiler fuses the formula into one kernel by itself
+        x1, x2 = x_.chunk(2, dim=-1)
+        out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    elif torch.is_grad_enabled() and x.requires_grad:
+        out = _Rotary.apply(x_, cos, sin)
+    else:  # inference: no autograd.Function machinery
+        out = rotate(x_, cos, sin)
+    return out.to(x.dtype)
 
 
 def grid_positions(height: int, width: int, device=None) -> torch.Tensor:
