@@ -247,4 +247,6 @@ def test_prepacked_linears_match_nn_linear_and_are_undone_on_exit():
             raise RuntimeError("an error inside the block")
     assert not any("forward" in layer.__dict__ for layer in model)
     torch.testing.assert_close(model(x), expected)  # plain nn.Linear again, autograd included
+    with torch.autocast("cpu", dtype=torch.bfloat16), prepacked_linears(model):  # autocast: left alone
+        assert not any("forward" in layer.__dict__ for layer in model)
 

@@ -19,9 +19,11 @@ from torch import nn
 
 
 def can_prepack(module: nn.Module) -> bool:
-    """A plain nn.Linear with fp32/bf16 weights on the CPU, in a torch built with oneDNN (x86 and Arm wheels)."""
-    return (type(module) is nn.Linear and module.weight.device.type == "cpu"
-            and module.weight.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available())
+    """A plain nn.Linear with a plain (not sharded) fp32/bf16 weight on the CPU, in a torch built with oneDNN
+    (the x86 and Arm wheels)."""
+    return (type(module) is nn.Linear and type(module.weight.data) is torch.Tensor
+            and module.weight.device.type == "cpu" and module.weight.dtype in (torch.float32, torch.bfloat16)
+            and torch.backends.mkldnn.is_available())
 
 
 def _packed_linear(packed: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -33,9 +35,11 @@ def prepacked_linears(model: nn.Module, rows: int = 1):
     """Inside the block, the model's CPU nn.Linear layers multiply by oneDNN-packed copies of their weights.
 
     rows: the number of rows a call will usually carry (the batch size when decoding), oneDNN's layout hint.
-    Modules that cannot be packed (GPU, other dtypes, subclasses such as quantized layers) are left as they are.
+    Modules that cannot be packed (GPU, other dtypes, sharded weights, subclasses such as quantized layers) are
+    left as they are, and so is everything under CPU autocast (the packed op does not take part in it).
     """
-    packed = [module for module in model.modules() if can_prepack(module)]
+    autocast = torch.is_autocast_enabled("cpu")
+    packed = [module for module in model.modules() if can_prepack(module) and not autocast]
     try:
         with torch.no_grad():
             for module in packed:

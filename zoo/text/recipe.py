@@ -11,10 +11,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from zoo.nn.packed import prepacked_linears
 from zoo.registry import TrainingData
 from zoo.text.data import prepare_text_data
 
 TOKENIZERS = ("char", "bpe")
+EVAL_BATCH = 32  # windows per evaluation forward pass (larger batches were slower on a 2-core CPU)
 
 
 @dataclass
@@ -58,13 +60,21 @@ def flops_per_sample(model) -> float:
                                                        c.max_seq_len)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model, data: TrainingData, data_config: TextDataConfig, out_dir=None, quick: bool = False) -> dict:
     """val_loss: mean next-token loss over non-overlapping windows covering the validation split (every
     position scored once, as nanoGPT's estimate does in expectation); perplexity: the sliding-window
-    recipe of Hugging Face's perplexity guide (stride < context, so most tokens see a long context)."""
+    recipe of Hugging Face's perplexity guide (stride < context, so most tokens see a long context).
+    On a CPU the forward passes use prepacked weights (zoo.nn.packed): about 1.2x faster."""
     was_training = model.training
     model.eval()
+    with prepacked_linears(model, rows=EVAL_BATCH * data.val.seq_len):
+        metrics = _evaluate(model, data, data_config, quick)
+    model.train(was_training)
+    return metrics
+
+
+def _evaluate(model, data: TrainingData, data_config: TextDataConfig, quick: bool) -> dict:
     tokens = torch.from_numpy(data.val.tokens[:].astype("int64"))
     T = data.val.seq_len
     device = next(model.parameters()).device
@@ -73,8 +83,8 @@ def evaluate(model, data: TrainingData, data_config: TextDataConfig, out_dir=Non
         step = len(starts) / data_config.quick_eval_windows
         starts = [starts[int(i * step)] for i in range(data_config.quick_eval_windows)]
     total, count, start_time = 0.0, 0, time.perf_counter()
-    for i in range(0, len(starts), 32):
-        chunk = torch.stack([tokens[s:s + T + 1] for s in starts[i:i + 32]]).to(device)
+    for i in range(0, len(starts), EVAL_BATCH):
+        chunk = torch.stack([tokens[s:s + T + 1] for s in starts[i:i + EVAL_BATCH]]).to(device)
         logits = model(chunk[:, :-1])
         total += F.cross_entropy(logits.flatten(0, 1).float(), chunk[:, 1:].flatten(), reduction="sum").item()
         count += chunk[:, 1:].numel()
@@ -82,11 +92,10 @@ def evaluate(model, data: TrainingData, data_config: TextDataConfig, out_dir=Non
     metrics = {"val_loss": total / count, "tokens_per_s": count / seconds}
     if not quick:
         metrics["perplexity"] = sliding_window_perplexity(model, tokens, T, data_config.eval_stride or T // 2)
-    model.train(was_training)
     return metrics
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sliding_window_perplexity(model, tokens: torch.Tensor, context: int, stride: int) -> float:
     """exp(mean NLL) where each window of `context` tokens scores only the tokens its predecessor did not."""
     if not 0 < stride <= context:
@@ -100,8 +109,8 @@ def sliding_window_perplexity(model, tokens: torch.Tensor, context: int, stride:
         previous_end = end
         if end == len(tokens) - 1:
             break
-    for i in range(0, len(windows), 32):
-        group = windows[i:i + 32]
+    for i in range(0, len(windows), EVAL_BATCH):
+        group = windows[i:i + EVAL_BATCH]
         width = max(end - begin for begin, end, _ in group)
         inputs = torch.zeros(len(group), width, dtype=torch.long)
         targets = torch.full((len(group), width), -100, dtype=torch.long)
