@@ -250,3 +250,16 @@ def test_prepacked_linears_match_nn_linear_and_are_undone_on_exit():
     with torch.autocast("cpu", dtype=torch.bfloat16), prepacked_linears(model):  # autocast: left alone
         assert not any("forward" in layer.__dict__ for layer in model)
 
+
+def test_mlp_width_follows_hidden_dim_then_mlp_ratio_then_the_per_kind_default():
+    assert TransformerConfig(dim=128).mlp_hidden == 384  # gated: 8/3 * dim, rounded up to a multiple of 64
+    assert TransformerConfig(dim=128, mlp="gelu").mlp_hidden == 512
+    assert TransformerConfig(dim=96, mlp_ratio=2.0).mlp_hidden == 192
+    assert TransformerConfig(dim=96, mlp_ratio=2.0, hidden_dim=100).mlp_hidden == 100
+    block = Transformer(TransformerConfig(dim=32, n_layers=1, mlp_ratio=1.5)).blocks[0]
+    assert tuple(block.mlp.gate_up.weight.shape) == (2 * 48, 32) and tuple(block.mlp.down.weight.shape) == (32, 48)
+    with pytest.raises(ValueError, match="mlp_ratio None or > 0"):
+        TransformerConfig(mlp_ratio=0.0)
+    with pytest.raises(ValueError, match="hidden_dim must be None or >= 1"):
+        TransformerConfig(hidden_dim=-4)
+

@@ -61,8 +61,8 @@ class TransformerConfig:
         if self.n_heads % self.kv_heads:
             raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
         if self.hidden_dim is not None and self.hidden_dim < 1 or self.mlp_ratio is not None and self.mlp_ratio <= 0:
-            raise ValueError(f"hidden_dim must be >= 1 and mlp_ratio > 0, got hidden_dim={self.hidden_dim}, "
-                             f"mlp_ratio={self.mlp_ratio}")
+            raise ValueError(f"TransformerConfig.hidden_dim must be None or >= 1 and mlp_ratio None or > 0, got "
+                             f"hidden_dim={self.hidden_dim}, mlp_ratio={self.mlp_ratio}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -114,7 +114,7 @@ register_family(Family(
                        "eval_every": 250, "weight_decay": 0.1, "checkpoint_every": 250},
                 data={"tokenizer": "bpe", "vocab_size": 4096})
 def gpt_nano() -> GPTConfig:
-    """Test-sized GPT (~0.6M non-embedding parameters): 4 layers, width 128, context 256.
+    """Test-sized GPT (~0.66M non-embedding parameters): 4 layers, width 128, context 256.
 
     Its GeGLU is 2x wide (6 dim^2 weights a block against GPT-2's 8 dim^2 GELU MLP): at this width the MLP
     matmuls are most of a CPU step, and the gate keeps the quality. On nanoGPT's baby Shakespeare budget
