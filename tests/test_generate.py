@@ -329,15 +329,17 @@ def test_end_of_text_token_finishes_a_row(model):
     assert result.finish_reason == "eot" and result.tokens == free[:free.index(WithEot.eot_id) + 1]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiling takes ~30 s on a 2-core CPU; GPU check only")
-def test_compiled_decode_matches_eager_on_gpu(model):
+def test_compiled_decode_matches_eager(model):
+    """The compiled one-token step (with RoPE's compile-time formula) gives the eager tokens, ragged batch
+    included; on CPU it compiles a dynamic-shape graph for this batch once (~15 s on 2 cores)."""
     import copy
 
-    gpu = copy.deepcopy(model).cuda()
-    gpu.tokenizer = model.tokenizer
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    copied = copy.deepcopy(model).to(device)
+    copied.tokenizer = model.tokenizer
     prompts = ["the qu", "a stitch in time", "o"]
-    eager = generate(gpu, prompts, GenerationOptions(max_new_tokens=30, **GREEDY))
-    compiled = generate(gpu, prompts, GenerationOptions(max_new_tokens=30, compile=True, **GREEDY))
+    eager = generate(copied, prompts, GenerationOptions(max_new_tokens=12, **GREEDY))
+    compiled = generate(copied, prompts, GenerationOptions(max_new_tokens=12, compile=True, **GREEDY))
     assert [r.tokens for r in compiled] == [r.tokens for r in eager]
 
 
