@@ -8,7 +8,8 @@ benchmarks/text.py --only generate` prints both). torch.compile's CPU backend do
 it freezes weights; `prepacked_linears` does it in eager mode, for the length of a `with` block.
 
 Inference only: the packed op has no autograd formula, so the block must run under torch.inference_mode()
-or no_grad, and the weights must not change inside it (the packs are copies taken on entry).
+or no_grad, and the weights must not change inside it (the packs are copies taken on entry, as much memory
+again as the packed weights, for as long as the block lasts).
 """
 
 import contextlib
