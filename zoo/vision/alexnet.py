@@ -231,7 +231,7 @@ def alexnet_2012() -> AlexNetConfig:
 
 
 @register_model("alexnet-mini", family="alexnet",
-                train=dict(steps=2500, batch_size=128, lr=2e-3, min_lr=2e-5, warmup=100, weight_decay=0.05,
+                train=dict(steps=3000, batch_size=128, lr=2e-3, min_lr=2e-5, warmup=100, weight_decay=0.05,
                            grad_clip=1.0, eval_every=250, log_every=50, checkpoint_every=1000),
                 data=dict(task="shape", n_train=20000, n_val=2000, augment=True))
 def alexnet_mini() -> AlexNetConfig:
