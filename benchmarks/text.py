@@ -32,7 +32,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from zoo.nn.packed import prepacked_linears
 from zoo.text.generate import GenerationOptions, generate
-from zoo.text.gpt import GPT, GPTConfig
+from zoo.text.gpt import GPT, GPTConfig, gpt_backbone
 from zoo.text.tokenizer import CharTokenizer
 
 VOCAB = 256
@@ -43,8 +43,9 @@ CHARS = "".join(chr(c) for c in range(0x21, 0x21 + VOCAB))
 def build_pair(dim: int, n_layers: int, n_heads: int, hidden: int, max_seq_len: int, device):
     """A zoo GPT and an HF Llama of identical shape (same FLOPs and parameter count), both with tied heads."""
     torch.manual_seed(0)
-    zoo_model = GPT(GPTConfig(vocab_size=VOCAB, dim=dim, n_layers=n_layers, n_heads=n_heads, mlp="swiglu",
-                              hidden_dim=hidden, max_seq_len=max_seq_len, tie_embeddings=True))
+    zoo_model = GPT(GPTConfig(vocab_size=VOCAB, tie_embeddings=True,
+                              backbone=gpt_backbone(dim=dim, n_layers=n_layers, n_heads=n_heads, mlp="swiglu",
+                                                    hidden_dim=hidden, max_seq_len=max_seq_len)))
     zoo_model.tokenizer = CharTokenizer(CHARS)
     hf_config = LlamaConfig(vocab_size=VOCAB, hidden_size=dim, intermediate_size=hidden, num_hidden_layers=n_layers,
                             num_attention_heads=n_heads, num_key_value_heads=n_heads,

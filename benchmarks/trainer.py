@@ -22,8 +22,8 @@ def run(strategy: str, nproc: int, args, corpus: Path, home: Path) -> float:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
         if nproc > 1 else [sys.executable]
     cmd = [*launcher, "-m", "zoo.cli", "train", "gpt-nano", "--data", str(corpus), "--out", str(out),
-           "--steps", str(args.steps), "--set", "data.tokenizer=char", "--set", f"model.dim={args.dim}",
-           "--set", f"model.n_layers={args.layers}", "--set", "model.max_seq_len=128",
+           "--steps", str(args.steps), "--set", "data.tokenizer=char", "--set", f"model.backbone.dim={args.dim}",
+           "--set", f"model.backbone.n_layers={args.layers}", "--set", "model.backbone.max_seq_len=128",
            "--set", f"train.batch_size={args.batch}", "--set", f"train.strategy={strategy}",
            "--set", "train.log_every=5", "--set", "train.eval_every=0", "--set", "train.tensorboard=false"]
     env = {**os.environ, "OMP_NUM_THREADS": threads, "ZOO_HOME": str(home)}

@@ -1,4 +1,10 @@
-"""Typed config dataclasses: validated overrides (`zoo.load(..., dim=128)`, `--set model.dim=128`) and JSON."""
+"""Typed config dataclasses: validated overrides and JSON.
+
+Overrides name fields; a nested config (GPTConfig.backbone: TransformerConfig) is reached with a dotted key
+or a dict meaning a partial update:
+    zoo.load("gpt-nano", backbone={"n_layers": 2})      zoo.load("gpt-nano", **{"backbone.n_layers": 2})
+    zoo train gpt-nano --set model.backbone.n_layers=2
+"""
 
 import dataclasses
 import difflib
@@ -73,18 +79,86 @@ def _coerce(value: Any, annotation, where: str):
     return value
 
 
+def is_config_class(annotation) -> bool:
+    """True for a dataclass type (a nested config such as GPTConfig.backbone: TransformerConfig)."""
+    return isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
+
+
+def _nested_paths(config_class, name: str, prefix: str = "") -> list[str]:
+    """Dotted paths of the nested fields called `name` (to point a flat `n_layers` at `backbone.n_layers`)."""
+    paths = []
+    for field in dataclasses.fields(config_class):
+        annotation = _field_type(config_class, field.name)
+        if is_config_class(annotation):
+            inner = f"{prefix}{field.name}."
+            if name in field_names(annotation):
+                paths.append(inner + name)
+            paths += _nested_paths(annotation, name, inner)
+    return paths
+
+
+def _unknown_field(config, name: str, prefix: str) -> ValueError:
+    allowed = field_names(type(config))
+    nested = [prefix + path for path in _nested_paths(type(config), name)]
+    hint = f" (it is a nested field: {' or '.join(nested)})" if nested else _suggest(name, allowed)
+    return ValueError(f"unknown field {prefix + name!r} for {type(config).__name__}{hint}; "
+                      f"allowed: {', '.join(allowed)}")
+
+
 def replace_config(config, overrides: dict[str, Any], section: str | None = None):
     """dataclasses.replace with validation: unknown fields and badly typed values raise a ValueError that
-    names the field and the allowed ones. String values (from `--set`) are parsed to the field's type."""
-    allowed = field_names(type(config))
-    changes = {}
-    for name, value in overrides.items():
-        where = f"{section}.{name}" if section else name
-        if name not in allowed:
-            raise ValueError(f"unknown field {where!r} for {type(config).__name__}{_suggest(name, allowed)}; "
-                             f"allowed: {', '.join(allowed)}")
-        changes[name] = _coerce(value, _field_type(type(config), name), where)
+    names the field (its full dotted path) and the allowed ones. String values (from `--set`) are parsed to
+    the field's type.
+
+    Nested configs (a field typed as a dataclass, e.g. GPTConfig.backbone: TransformerConfig) take either
+    dotted keys, {"backbone.n_layers": 4}, or a dict meaning a partial update, {"backbone": {"n_layers": 4}};
+    the fields not named keep their values. Every level is rebuilt with dataclasses.replace, so each nested
+    config's __post_init__ validation runs, innermost first.
+    """
+    config_class = type(config)
+    prefix = f"{section}." if section else ""
+    changes: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}  # field -> overrides for the nested config, in the order given
+    for key, value in overrides.items():
+        name, dot, rest = key.partition(".")
+        where = prefix + key
+        if name not in field_names(config_class):
+            raise _unknown_field(config, name, prefix)
+        annotation = _field_type(config_class, name)
+        if is_config_class(annotation):
+            if dot:
+                nested.setdefault(name, {})[rest] = value
+            elif isinstance(value, dict):
+                nested.setdefault(name, {}).update(value)
+            elif isinstance(value, annotation):
+                changes[name] = value
+                nested.pop(name, None)  # a whole config replaces earlier partial updates
+            else:
+                raise ValueError(f"{where} is a {annotation.__name__}: give a dict of its fields or set them one "
+                                 f"by one, e.g. {where}.{field_names(annotation)[0]}=...; got {value!r}")
+        elif dot:
+            raise ValueError(f"unknown field {where!r}: {prefix + name!r} is not a nested config (its type is "
+                             f"{getattr(annotation, '__name__', annotation)}), so it has no field {rest!r}")
+        else:
+            changes[name] = _coerce(value, annotation, where)
+    for name, sub in nested.items():
+        changes[name] = replace_config(changes.get(name, getattr(config, name)), sub, prefix + name)
     return dataclasses.replace(config, **changes)
+
+
+def parse_sets(items, sections: tuple[str, ...] = ("model", "data", "train")) -> dict[str, dict[str, str]]:
+    """Command-line `--set` items to per-section overrides for replace_config:
+    ["model.backbone.n_layers=4", "train.lr=1e-3"] -> {"model": {"backbone.n_layers": "4"}, "data": {},
+    "train": {"lr": "1e-3"}}. The key after the section may be dotted to any depth (nested configs)."""
+    parsed: dict[str, dict[str, str]] = {section: {} for section in sections}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, field = key.partition(".")
+        if not sep or not dot or section not in parsed or not field or "" in field.split("."):
+            raise ValueError(f"--set {item!r}: expected section.field=value with section one of "
+                             f"{', '.join(sections)} (e.g. --set train.lr=3e-4, --set model.backbone.n_layers=4)")
+        parsed[section][field] = value
+    return parsed
 
 
 def config_to_dict(config) -> dict:
@@ -92,7 +166,8 @@ def config_to_dict(config) -> dict:
 
 
 def config_from_dict(config_class, data: dict):
-    """Rebuild a config from its JSON dict (lists back to tuples), refusing unknown keys."""
+    """Rebuild a config from its JSON dict (lists back to tuples, nested dicts back to nested configs at any
+    depth), refusing unknown keys with their dotted path. Fields missing from `data` keep their defaults."""
     defaults = config_class()
     return replace_config(defaults, data)
 

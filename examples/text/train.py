@@ -18,5 +18,5 @@ parser.add_argument("--tokenizer", choices=["char", "bpe"], default="char")
 args = parser.parse_args()
 
 metrics = train("gpt-nano", out=args.out, data=args.data, steps=args.steps,
-                sets=[f"data.tokenizer={args.tokenizer}", "model.max_seq_len=128", "train.batch_size=32"])
+                sets=[f"data.tokenizer={args.tokenizer}", "model.backbone.max_seq_len=128", "train.batch_size=32"])
 print(f"validation loss {metrics['val_loss']:.3f}, perplexity {metrics['perplexity']:.2f}")

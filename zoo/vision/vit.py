@@ -17,7 +17,7 @@ Differences from the paper, all from later work on the same model:
   mlp="gelu" for the paper's block.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -25,9 +25,24 @@ from torch import nn
 from zoo.checkpoint import PretrainedMixin
 from zoo.nn import Transformer, TransformerConfig, grid_positions
 from zoo.registry import Family, register_family, register_model
-from zoo.vision.data import VisionDataConfig, evaluate, loss, prepare_data
+from zoo.vision.data import VisionDataConfig, evaluate, example_batch, loss, prepare_data
 
 POOLS = ("mean", "cls")
+
+
+def max_tokens(image_size: int, patch_size: int) -> int:
+    """A context for images up to twice the side (RoPE needs no interpolation): (2 * grid)**2 + a class token."""
+    return (2 * (image_size // patch_size)) ** 2 + 1
+
+
+# ViT's backbone defaults (ViT-Ti's shape at 224 px, 16 px patches): bidirectional, 2-D axial RoPE, theta 100.
+VIT_BACKBONE = dict(dim=192, n_layers=12, n_heads=3, positions="rope2d", causal=False, rope_theta=100.0,
+                    max_seq_len=max_tokens(224, 16))
+
+
+def vit_backbone(**fields) -> TransformerConfig:
+    """A TransformerConfig with ViT's defaults (VIT_BACKBONE), `fields` overriding them."""
+    return TransformerConfig(**{**VIT_BACKBONE, **fields})
 
 
 @dataclass
@@ -36,16 +51,9 @@ class ViTConfig:
     image_size: int = 224
     in_channels: int = 3
     patch_size: int = 16
-    dim: int = 192
-    n_layers: int = 12
-    n_heads: int = 3
-    mlp: str = "geglu"
-    hidden_dim: int | None = None
-    norm: str = "rmsnorm"
-    dropout: float = 0.0
-    rope_theta: float = 100.0
     pool: str = "mean"  # mean | cls
     class_names: tuple[str, ...] = ()  # filled from the training data, so a saved model knows its labels
+    backbone: TransformerConfig = field(default_factory=vit_backbone)  # width, depth, heads, context, MLP, ...
 
     def __post_init__(self):
         if self.pool not in POOLS:
@@ -58,17 +66,34 @@ class ViTConfig:
                              f"{self.patch_size}; allowed: a multiple of the patch size")
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ValueError(f"ViTConfig has {len(self.class_names)} class_names but num_classes={self.num_classes}")
-        self.transformer()  # validate the backbone fields now, with their own clear errors
+        b = self.backbone
+        if not isinstance(b, TransformerConfig):
+            raise TypeError(f"ViTConfig.backbone must be a TransformerConfig, got {type(b).__name__} (a dict of "
+                            f"fields goes through zoo.config.replace_config / config_from_dict)")
+        # What the ViT needs from the shared backbone:
+        if b.positions != "rope2d":
+            raise ValueError(f"ViTConfig.backbone.positions={b.positions!r}; allowed: rope2d (patches are placed "
+                             f"by their (row, column) in the grid)")
+        if b.causal:
+            raise ValueError("ViTConfig.backbone.causal=True; allowed: False (every patch attends to every other)")
+        for name in ("cross_attention", "adaln"):
+            if getattr(b, name):
+                raise ValueError(f"ViTConfig.backbone.{name}=True; allowed: False (ViT has no context or "
+                                 f"conditioning input)")
+        if b.max_seq_len < self.num_tokens:
+            raise ValueError(f"ViTConfig.backbone.max_seq_len={b.max_seq_len} is too small for {self.num_tokens} "
+                             f"tokens ({self.grid}x{self.grid} patches of {self.image_size} px images"
+                             f"{' + the class token' if self.pool == 'cls' else ''}); allowed: >= {self.num_tokens}, "
+                             f"e.g. {max_tokens(self.image_size, self.patch_size)} for images up to twice the side")
 
     @property
     def grid(self) -> int:
         return self.image_size // self.patch_size
 
-    def transformer(self) -> TransformerConfig:
-        return TransformerConfig(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads, mlp=self.mlp,
-                                 hidden_dim=self.hidden_dim, norm=self.norm, dropout=self.dropout,
-                                 positions="rope2d", rope_theta=self.rope_theta, causal=False,
-                                 max_seq_len=(2 * self.grid) ** 2 + 1)  # RoPE: images up to twice the side
+    @property
+    def num_tokens(self) -> int:
+        """Tokens the backbone sees for an image_size image: grid**2 patches (+ 1 class token with pool="cls")."""
+        return self.grid ** 2 + (self.pool == "cls")
 
 
 class ViT(nn.Module, PretrainedMixin):
@@ -77,10 +102,11 @@ class ViT(nn.Module, PretrainedMixin):
         self.config = c = config
         # A patch_size x patch_size convolution at stride patch_size is the paper's "flatten each patch and
         # project it linearly" (eq. 1), computed without materialising the patches.
-        self.patch_embed = nn.Conv2d(c.in_channels, c.dim, kernel_size=c.patch_size, stride=c.patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim)) if c.pool == "cls" else None
-        self.backbone = Transformer(c.transformer())  # ends with the final norm
-        self.head = nn.Linear(c.dim, c.num_classes)
+        dim = c.backbone.dim
+        self.patch_embed = nn.Conv2d(c.in_channels, dim, kernel_size=c.patch_size, stride=c.patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if c.pool == "cls" else None
+        self.backbone = Transformer(c.backbone)  # ends with the final norm
+        self.head = nn.Linear(dim, c.num_classes)
         # Zero head: the first loss is exactly log(classes) and early updates go into the features
         # (Dosovitskiy et al., 2021, sec. 3.2 / Beyer et al., 2022).
         nn.init.zeros_(self.head.weight)
@@ -121,8 +147,9 @@ class ViT(nn.Module, PretrainedMixin):
 
 register_family(Family(
     name="vit", config_class=ViTConfig, build=ViT, data_config=VisionDataConfig,
-    prepare_data=prepare_data, loss=loss, evaluate=evaluate,
+    prepare_data=prepare_data, loss=loss, evaluate=evaluate, example_batch=example_batch,
     blocks=lambda model: list(model.backbone.blocks),
+    tiny={"num_classes": 5, "image_size": 32, "patch_size": 8, "backbone": {"n_layers": 2}},
 ))
 
 
@@ -133,10 +160,12 @@ register_family(Family(
 def vit_nano() -> ViTConfig:
     """ViT for 32 px images at alexnet-mini's compute (83 vs 87 training MFLOPs per image; 0.22M vs 0.38M
     parameters at 9 classes): 4x4 patches (64 tokens), 4 layers, width 64, 4 heads. Same recipe and steps."""
-    return ViTConfig(image_size=32, patch_size=4, dim=64, n_layers=4, n_heads=4)
+    return ViTConfig(image_size=32, patch_size=4,
+                     backbone=vit_backbone(dim=64, n_layers=4, n_heads=4, max_seq_len=max_tokens(32, 4)))
 
 
 @register_model("vit-tiny", family="vit")
 def vit_tiny() -> ViTConfig:
     """ViT-Ti/16 at 224 px (Touvron et al., 2021, "DeiT"): 12 layers, width 192, 3 heads (~5.5M parameters)."""
-    return ViTConfig(image_size=224, patch_size=16, dim=192, n_layers=12, n_heads=3)
+    return ViTConfig(image_size=224, patch_size=16,
+                     backbone=vit_backbone(dim=192, n_layers=12, n_heads=3, max_seq_len=max_tokens(224, 16)))
