@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.text.generate import (
-    GenerationOptions,
+from zoo.decoding import (
     MinP,
     RepetitionPenalty,
     Sampler,
@@ -20,12 +19,9 @@ from zoo.text.generate import (
     TextState,
     TopK,
     TopP,
-    format_table,
-    generate,
     make_processors,
-    next_token_table,
-    stream,
 )
+from zoo.text.generate import GenerationOptions, format_table, generate, next_token_table, stream
 from zoo.text.tokenizer import CharTokenizer
 
 TEXT = ("hello world. the quick brown fox jumps over the lazy dog. "
@@ -34,7 +30,8 @@ GREEDY = dict(temperature=0.0)
 
 
 def tiny_gpt(tokenizer, max_seq_len=128):
-    return zoo.load("gpt-nano", n_layers=2, dim=64, vocab_size=tokenizer.vocab_size, max_seq_len=max_seq_len)
+    return zoo.load("gpt-nano", vocab_size=tokenizer.vocab_size,
+                    backbone={"n_layers": 2, "dim": 64, "max_seq_len": max_seq_len})
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +141,13 @@ def test_same_seed_same_text_different_seed_different_text(model):
 
     assert sample(1) == sample(1)
     assert sample(1) != sample(2)
-    assert torch.initial_seed() == torch.initial_seed()  # the sampler has its own generator
+    # the sampler has its own generator: seeded or not, generation neither reads nor advances the global RNG
+    global_state = torch.get_rng_state()
+    sample(1), sample(None)
+    assert torch.equal(torch.get_rng_state(), global_state)
+    torch.manual_seed(0)
+    unseeded = {sample(None) for _ in range(3)}
+    assert len(unseeded) == 3  # seed=None draws a fresh seed each call (not the global RNG's state, reset above)
     batch = generate(model, ["hello", "the"], GenerationOptions(max_new_tokens=20, temperature=1.0, seed=3))
     again = generate(model, ["hello", "the"], GenerationOptions(max_new_tokens=20, temperature=1.0, seed=3))
     assert [r.text for r in batch] == [r.text for r in again]
