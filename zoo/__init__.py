@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from zoo.registry import list_models, load  # noqa: E402
+from zoo.models import list_models, load  # noqa: E402
 
 __all__ = ["__version__", "list_models", "load"]

@@ -12,6 +12,8 @@ from torch import nn
 
 import zoo
 from zoo.config import config_from_dict, config_to_dict, replace_config
+from zoo.registry import family_of_config, get_family
+from zoo.utils import written_atomically
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -19,23 +21,22 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
 def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
-    from zoo.registry import family_of_config
-
+    """Write the model directory; each file appears whole (write then rename), weights before the config."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     family = family_of_config(model.config)
     meta = {"zoo_version": zoo.__version__, "family": family.name, "name": getattr(model, "zoo_name", None),
             "config": config_to_dict(model.config)}
-    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    safetensors.torch.save_model(model, str(directory / WEIGHTS_FILE))
+    with written_atomically(directory / WEIGHTS_FILE) as tmp:
+        safetensors.torch.save_model(model, str(tmp))
+    with written_atomically(directory / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
     if family.save_extras is not None:
         family.save_extras(model, directory)
     return directory
 
 
 def load_pretrained(directory: str | Path, **overrides) -> nn.Module:
-    from zoo.registry import get_family
-
     directory = Path(directory)
     if not directory.exists():
         raise FileNotFoundError(f"no model directory {directory}")

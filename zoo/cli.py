@@ -1,4 +1,4 @@
-"""The `zoo` command: list | train | eval | generate | classify | demo.
+"""The `zoo` command: list | train | eval | demo, and the verbs the families register (generate, classify, ...).
 
     zoo list ["gpt*"]
     zoo train NAME [--out DIR] [--data PATH] [--steps N] [--set section.field=value ...] [--resume]
@@ -16,6 +16,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from zoo.registry import families
 
 
 def cmd_list(args):
@@ -64,45 +66,6 @@ def cmd_eval(args):
             print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
 
 
-def cmd_generate(args):
-    from zoo.checkpoint import load_pretrained
-    from zoo.text.generate import GenerationOptions, format_table, generate, next_token_table, stream
-
-    model = load_pretrained(args.dir).eval()
-    if args.show_probs:
-        print(format_table(next_token_table(model, args.prompt, k=args.top_k or 10)))
-        return
-    options = GenerationOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                                top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
-                                seed=args.seed, stop=tuple(args.stop or ()))
-    if args.stream:
-        print(args.prompt, end="", flush=True)
-        pieces = stream(model, args.prompt, options)
-        while True:
-            try:
-                print(next(pieces), end="", flush=True)
-            except StopIteration as done:
-                result = done.value  # the generator returns the full GenerationResult
-                break
-        print()
-    else:
-        result = generate(model, args.prompt, options)
-        if not args.json:
-            print(args.prompt + result.text)
-    if args.json:
-        print(json.dumps({"text": result.text, "tokens": result.n_new_tokens, "token_ids": result.tokens,
-                          "tokens_per_s": result.tokens_per_s, "finish_reason": result.finish_reason}))
-
-
-def cmd_classify(args):
-    from zoo.checkpoint import load_pretrained
-    from zoo.vision.data import classify
-
-    model = load_pretrained(args.dir).eval()
-    for name, prob in classify(model, args.image, top_k=args.top_k):
-        print(f"{name:<16} {prob:6.1%}")
-
-
 def cmd_demo(args):
     """The main job on the built-in data: train the GPT code model on the stdlib, then sample from it."""
     from zoo.checkpoint import load_pretrained
@@ -145,27 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object (last line)")
     p.set_defaults(fn=cmd_eval)
 
-    p = sub.add_parser("generate", help="generate text with a trained GPT")
-    p.add_argument("dir")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--min-p", type=float, default=0.0)
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--stop", action="append", help="stop string; repeatable")
-    p.add_argument("--stream", action="store_true")
-    p.add_argument("--show-probs", action="store_true", help="print the most likely next tokens and stop")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(fn=cmd_generate)
-
-    p = sub.add_parser("classify", help="classify an image with a trained vision model")
-    p.add_argument("dir")
-    p.add_argument("image")
-    p.add_argument("--top-k", type=int, default=5)
-    p.set_defaults(fn=cmd_classify)
+    for family in families():  # the verbs each family serves: generate, classify, ...
+        for command in family.commands:
+            p = sub.add_parser(command.name, help=command.help)
+            command.add_arguments(p)
+            p.set_defaults(fn=command.run)
 
     p = sub.add_parser("demo", help="train the GPT code model on the built-in corpus and sample from it")
     p.add_argument("--out", default="runs/demo-gpt")

@@ -1,11 +1,16 @@
-"""Model registry: `@register_model` names -> configs; families -> how to build and train them.
+"""Model registry and the family contract: `@register_model` names -> configs; families -> how to build,
+feed, train, evaluate and serve them.
 
 Mirrors what users know from `timm.create_model` / `timm.list_models("vit_*")` and `whisper.load_model`:
-model files register their named sizes at the bottom; `zoo.load` builds one, or rebuilds a saved
-directory. A *family* (gpt, alexnet, vit, ...) is the contract the trainer sees: it never branches on
-the family, only calls these functions.
+model files register their named sizes at the bottom. A *family* (gpt, alexnet, vit, ...) is the only thing
+the trainer and the CLI see (as torchtitan's ModelSpec): they never branch on the family, only call its hooks.
+
+A family is a module listed in FAMILY_MODULES, or any importable module named in the ZOO_FAMILIES environment
+variable (comma-separated, e.g. ZOO_FAMILIES=mypackage.family), so a new family is a folder that plugs in.
+A listed module that fails to import is an error: a family must never disappear silently.
 """
 
+import argparse
 import difflib
 import fnmatch
 import importlib
@@ -15,46 +20,95 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
+from torch.utils.data import default_collate
 
 # Modules whose import registers families and models; imported on first use (timm does the same).
 FAMILY_MODULES = ("zoo.text.gpt", "zoo.vision.alexnet", "zoo.vision.vit")
+PLUGIN_VARIABLE = "ZOO_FAMILIES"
 
 
 @dataclass
 class TrainingData:
     """What a family's prepare_data returns: datasets plus the model config completed from the data.
 
-    train/val: map-style datasets whose items are dicts of tensors (collated with default_collate); the
-        trainer picks the indices itself (deterministic, per-rank shards, exact resume).
+    train/val: map-style datasets; item i must be a pure function of i (data computed on the fly seeds itself
+        from i), so that the trainer's DataLoader workers and exact resume see the same samples. The trainer
+        picks the indices itself (deterministic, per-rank shards) and batches them with the family's collate.
     config: the model config with data-dependent fields filled in (vocab size, number of classes).
     extras: objects the trained model carries and saves beside its weights, set as attributes on the
         model (e.g. {"tokenizer": tokenizer}); the family's save_extras/load_extras write and read them.
+    frozen: auxiliary modules the loss and evaluation use but training never changes (a VAE, a text encoder,
+        a feature extractor). The trainer moves them to the device in eval mode with gradients off and passes
+        them to `loss` as keyword arguments; they stay out of the optimizer, the checkpoint, the FLOP count
+        and FSDP's shards.
+    tokens_per_sample: for tokens/s in the log (0: the family's samples are not token sequences).
     """
 
     train: Any
     val: Any
     config: Any
     extras: dict = field(default_factory=dict)
-    tokens_per_sample: int = 0  # for tokens/s in the log (0: the family's samples are not token sequences)
+    frozen: dict[str, nn.Module] = field(default_factory=dict)
+    tokens_per_sample: int = 0
+
+
+@dataclass(frozen=True)
+class Command:
+    """A `zoo VERB` subcommand a family registers (generate, classify, transcribe, imagine, ...).
+
+    add_arguments(parser) declares its options; run(args) does the work and raises ValueError /
+    FileNotFoundError for a user's mistake (the CLI prints it as one line and exits with status 2).
+    """
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], None]
+
+
+def split_decay(named_params: list[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
+    """The default parameter groups: weight decay on matrices, none on biases, norm gains and other vectors
+    (as GPT-3 and nanoGPT do: decaying a gain towards zero only fights the normalisation)."""
+    groups = [{"params": [p for _, p in named_params if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for _, p in named_params if p.dim() < 2], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def no_flop_formula(model: nn.Module, data_config) -> None:
+    return None
 
 
 @dataclass(frozen=True)
 class Family:
-    """How to build, feed, train and evaluate one kind of model. The trainer only calls these.
+    """How to build, feed, train, evaluate and serve one kind of model. Every hook below a blank line has a
+    default, so a family states only what is its own.
 
     build(config) -> nn.Module with a `.config` attribute (the config dataclass)
     data_config: dataclass type of the `data.*` settings
     prepare_data(config, data_config, path, cache_dir, model=None) -> TrainingData
         path None means the built-in data. `model`, when given, is an already trained model whose
         extras (tokenizer, class names) must be reused, as `zoo eval DIR --data PATH` does.
-    loss(model, batch) -> scalar tensor, the mean over the batch (so accumulation and DDP averaging are exact)
+    loss(model, batch, **frozen) -> loss, or (loss, metrics): loss is a scalar tensor, the mean over the batch
+        (so accumulation and DDP averaging are exact); metrics, a dict of scalar tensors or floats (loss terms,
+        accuracies) that the trainer averages over micro-batches and ranks and logs every step beside the loss.
     evaluate(model, data, data_config, out_dir=None, quick=False) -> dict of float metrics; `quick`
-        during training (a few batches), full for `zoo eval`; may save plots into out_dir.
-    blocks(model) -> the repeated submodules to shard (FSDP) and checkpoint activations for
-    save_extras(model, directory) / load_extras(model, directory): files besides the weights
-    flops_per_sample(model) -> training FLOPs per sample (forward + backward) for MFU; None means
-        measured once with torch.utils.flop_counter
+        during training (a few batches), full for `zoo eval`; may save plots into out_dir. The trainer passes
+        the EMA weights when EMA is on, and data.frozen holds the frozen modules on the device.
+
+    collate(items) -> batch: a list of dataset items -> one batch; zoo.data.collate.pad_collate pads
+        variable-length items and adds masks.
+    blocks(model) -> the repeated submodules to shard (FSDP), checkpoint activations for and compile.
+    param_groups(named_params, weight_decay) -> AdamW parameter groups over the trained (name, parameter)
+        pairs; a group may hold "lr_scale" (its learning rate is lr * lr_scale).
+    flops_per_sample(model, data_config) -> training FLOPs per sample (forward + backward) for MFU, or None:
+        measured once with torch.utils.flop_counter (frozen modules excluded).
+    example_batch(model, generator) -> (batch, frozen): a small valid batch for this model and the frozen
+        modules its loss needs, for the cross-model tests (tests/test_all_models.py).
+    tiny: config overrides giving a test-sized model of any of the family's named sizes.
+    save_extras(model, directory) / load_extras(model, directory): files beside the weights.
+    commands: the `zoo` subcommands this family serves.
     """
 
     name: str
@@ -64,10 +118,16 @@ class Family:
     prepare_data: Callable | None = None
     loss: Callable | None = None
     evaluate: Callable | None = None
+
+    collate: Callable[[list], Any] = default_collate
     blocks: Callable[[nn.Module], list[nn.Module]] = lambda model: []
+    param_groups: Callable[[list, float], list[dict]] = split_decay
+    flops_per_sample: Callable[[nn.Module, Any], float | None] = no_flop_formula
+    example_batch: Callable[[nn.Module, torch.Generator], tuple[Any, dict]] | None = None
+    tiny: dict = field(default_factory=dict)
     save_extras: Callable | None = None
     load_extras: Callable | None = None
-    flops_per_sample: Callable | None = None
+    commands: tuple[Command, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +146,13 @@ _imported = False
 
 
 def register_family(family: Family) -> Family:
+    names = [c.name for c in family.commands]
+    for other in _FAMILIES.values():
+        if other.name != family.name:
+            taken = sorted(set(names) & {c.name for c in other.commands})
+            if taken:
+                raise ValueError(f"family {family.name!r} registers the command(s) {', '.join(taken)} that "
+                                 f"family {other.name!r} already serves")
     _FAMILIES[family.name] = family
     return family
 
@@ -101,26 +168,38 @@ def register_model(name: str, family: str, train: dict | None = None, data: dict
     return decorator
 
 
-def _import_families():
+def family_modules() -> list[str]:
+    plugins = [m.strip() for m in os.environ.get(PLUGIN_VARIABLE, "").split(",") if m.strip()]
+    return [*FAMILY_MODULES, *plugins]
+
+
+def import_families():
+    """Import every family module once. One that fails to import raises, naming the module."""
     global _imported
-    if not _imported:
-        _imported = True
-        for module in FAMILY_MODULES:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as error:
-                if not module.startswith(str(error.name)):  # a family that exists but fails to import is a bug
-                    raise
+    if _imported:
+        return
+    for module in family_modules():
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            where = f" (listed in {PLUGIN_VARIABLE})" if module not in FAMILY_MODULES else ""
+            raise ImportError(f"the zoo family module {module!r}{where} failed to import: {error}") from error
+    _imported = True
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style wildcard, sorted: `zoo.list_models("gpt*")`."""
-    _import_families()
+    import_families()
     return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
 
 
+def families() -> list[Family]:
+    import_families()
+    return [_FAMILIES[name] for name in sorted(_FAMILIES)]
+
+
 def get_model_entry(name: str) -> ModelEntry:
-    _import_families()
+    import_families()
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.4)
         hint = f"; did you mean: {', '.join(close)}" if close else ""
@@ -130,14 +209,14 @@ def get_model_entry(name: str) -> ModelEntry:
 
 
 def get_family(name: str) -> Family:
-    _import_families()
+    import_families()
     if name not in _FAMILIES:
         raise ValueError(f"unknown model family {name!r}; known: {', '.join(sorted(_FAMILIES))}")
     return _FAMILIES[name]
 
 
 def family_of_config(config) -> Family:
-    _import_families()
+    import_families()
     for family in _FAMILIES.values():
         if type(config) is family.config_class:
             return family
@@ -146,45 +225,3 @@ def family_of_config(config) -> Family:
 
 def zoo_home() -> Path:
     return Path(os.environ.get("ZOO_HOME", Path.home() / ".cache" / "zoo"))
-
-
-def build_model(name: str, **overrides) -> nn.Module:
-    from zoo.config import replace_config
-
-    entry = get_model_entry(name)
-    family = get_family(entry.family)
-    config = replace_config(entry.make_config(), overrides)
-    model = family.build(config)
-    model.zoo_name = name
-    return model
-
-
-def load(name_or_dir: str | os.PathLike, pretrained: bool = False, device=None, dtype=None, **overrides) -> nn.Module:
-    """Build a registered model, or rebuild a saved one.
-
-    zoo.load("gpt-nano")                    random init from the named config
-    zoo.load("gpt-nano", n_layers=2)        with validated config overrides
-    zoo.load("gpt-nano", pretrained=True)   the weights `zoo train gpt-nano` wrote to $ZOO_HOME/gpt-nano
-    zoo.load("runs/my-gpt")                 a directory written by save_pretrained / zoo train --out
-    """
-    from zoo.checkpoint import load_pretrained
-
-    path = Path(name_or_dir)
-    if path.exists():
-        model = load_pretrained(path, **overrides)
-    else:
-        if os.sep in str(name_or_dir) or str(name_or_dir).startswith("."):
-            raise FileNotFoundError(f"no model directory {str(name_or_dir)!r} (and it is not a model name; "
-                                    f"see zoo.list_models())")
-        if pretrained:
-            home = zoo_home() / str(name_or_dir)
-            get_model_entry(str(name_or_dir))  # unknown names fail with suggestions first
-            if not (home / "config.json").exists():
-                raise FileNotFoundError(f"no trained weights for {str(name_or_dir)!r} in {home}; train them with "
-                                        f"`zoo train {name_or_dir}` (or set ZOO_HOME)")
-            model = load_pretrained(home, **overrides)
-        else:
-            model = build_model(str(name_or_dir), **overrides)
-    if device is not None or dtype is not None:
-        model = model.to(device=device, dtype=dtype)
-    return model

@@ -36,6 +36,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset, TensorDataset
 
+from zoo.utils import written_atomically
+
 SHAPES: tuple[str, ...] = (
     "circle", "square", "triangle", "star", "cross", "ring", "arrow", "crescent", "heart",
 )
@@ -565,11 +567,9 @@ def materialize(
                 bar.update(len(batch[0]))
         images, labels = (torch.cat([b[k] for b in batches]).numpy() for k in (0, 1))
         arrays = {"images": images, "labels": labels}
-        if path is not None:  # write then rename: concurrent ranks never read a half-written file
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{np.random.default_rng().integers(1 << 30)}")
-            save_file(arrays, str(tmp))
-            tmp.replace(path)
+        if path is not None:  # concurrent ranks never read a half-written file
+            with written_atomically(path) as tmp:
+                save_file(arrays, str(tmp))
     labels = torch.from_numpy(arrays["labels"][:, TASKS.index(ds.task)].astype(np.int64))
     return MaterializedShapes(torch.from_numpy(arrays["images"]), labels, ds.classes)
 

@@ -85,6 +85,12 @@ class TransformerConfig:
         return 64 * math.ceil(8 * self.dim / 3 / 64)  # parameter-matched to 4*dim (Shazeer, 2020)
 
 
+def transformer_flops_per_token(n_params: int, n_layers: int, dim: int, seq_len: int) -> float:
+    """Training FLOPs per token (Chowdhery et al., 2022, "PaLM", appendix B): 6N for the weights (forward 2N,
+    backward 4N) plus 12 * L * d * T for the attention scores over a context of T tokens."""
+    return 6 * n_params + 12 * n_layers * dim * seq_len
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale[:, None]) + shift[:, None]
 
@@ -124,8 +130,9 @@ class Block(nn.Module):
 
 class Cache:
     """KV caches of every layer plus what incremental decoding must remember between calls:
-    how many positions are filled, which of them are real tokens (left padding), and each row's next
-    RoPE position (rows with different amounts of padding sit at different positions)."""
+    how many positions are filled, which of them are real tokens (left padding), each row's next
+    RoPE position (rows with different amounts of padding sit at different positions), and the padding
+    mask of the cross-attention context (kept from the call that gave the context, as its keys/values are)."""
 
     def __init__(self, config: TransformerConfig, batch: int, max_len: int, dtype, device):
         self.layers = [KVCache(batch, max_len, config.kv_heads, config.head_size, dtype, device)
@@ -134,10 +141,32 @@ class Cache:
         self.valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
         self.has_padding = False
         self.next_position = torch.zeros(batch, dtype=torch.long, device=device)
+        self.context_mask: torch.Tensor | None = None  # (B, S) True for real context positions
 
     @property
     def max_len(self) -> int:
         return self.valid.shape[1]
+
+    def reorder(self, indices: torch.Tensor):
+        """Row i of the cache becomes old row indices[i], in every layer's keys/values, cross-attention
+        keys/values, padding mask and RoPE positions: beam search keeps the caches of the beams it selects
+        (rows may repeat or vanish, and len(indices) may differ from the batch, e.g. to give each prompt
+        beam_size rows after one prefill)."""
+        indices = indices.to(self.valid.device)
+        same_batch = len(indices) == self.valid.shape[0]
+        for layer in self.layers:
+            if same_batch:  # the per-step case: copy only the filled prefix, in place (later positions are
+                # rewritten before they are read)
+                for t in (layer.k, layer.v):
+                    t[:, :, :self.length] = t[:, :, :self.length].index_select(0, indices)
+            else:
+                layer.k, layer.v = layer.k.index_select(0, indices), layer.v.index_select(0, indices)
+            if layer.cross_kv is not None:
+                layer.cross_kv = tuple(t.index_select(0, indices) for t in layer.cross_kv)
+        self.valid = self.valid.index_select(0, indices)
+        self.next_position = self.next_position.index_select(0, indices)
+        if self.context_mask is not None:
+            self.context_mask = self.context_mask.index_select(0, indices)
 
 
 class Transformer(nn.Module):
@@ -180,7 +209,8 @@ class Transformer(nn.Module):
         positions: (B, T) or (T,) RoPE positions; (T, 2) / (B, T, 2) for rope2d. By default each row
             counts its real tokens, so a left-padded row gets the same positions as the unpadded one.
         cache: decode incrementally; x holds only the new tokens, `mask` only their padding.
-        context, context_mask: (B, S, context_dim) and (B, S) for cross-attention.
+        context, context_mask: (B, S, context_dim) and (B, S) for cross-attention. With a cache, both are given
+            once (at prefill): the cache keeps the context's keys/values and its mask for the later steps.
         cond: (B, cond_dim) for adaLN conditioning.
         """
         B, T, _ = x.shape
@@ -212,6 +242,11 @@ class Transformer(nn.Module):
             rope = self.rope(positions)
 
         attn_mask, is_causal = self._attention_mask(T, start, valid, x.device)
+        if cache is not None:  # the context's mask comes with the context, then serves every later step
+            if context is not None:
+                cache.context_mask = context_mask
+            elif context_mask is None:
+                context_mask = cache.context_mask
         if context_mask is not None:
             context_mask = context_mask[:, None, None, :]  # (B, 1, 1, S): broadcast over heads and queries
         for i, block in enumerate(self.blocks):

@@ -12,7 +12,6 @@ content and tokenizer settings, so a rerun (or another rank) reuses them instead
 import hashlib
 import json
 import os
-import shutil
 import sysconfig
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from zoo.text.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, load_tokenizer, safe_chunks
+from zoo.utils import written_atomically
 
 DEFAULT_MAX_CHARS = 8_000_000  # ~8M chars of stdlib source: data prep stays fast on a 2-core machine
 # stdlib folders that are not representative library code (tests, vendored/legacy tools) or not stdlib at all
@@ -251,18 +251,10 @@ def prepare_text_data(path: str | Path | None, tokenizer_kind: str, vocab_size: 
 
 def _build_cache(directory: Path, kind: str, vocab_size: int, text: str, train_text: str,
                  val_text: str, tokenizer: Tokenizer | None = None) -> None:
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
+    # published whole; if another rank finished the same entry first, its copy is kept
+    with written_atomically(directory, directory=True, replace_existing=False) as tmp:
         if tokenizer is None:
             tokenizer = build_tokenizer(kind, text if kind == "char" else train_text, vocab_size)
         tokenizer.save(tmp)
         encode_to_memmap(tokenizer, train_text, tmp / "train.bin")
-        encode_to_memmap(tokenizer, val_text, tmp / "val.bin")  # written last: its sidecar marks completion
-        try:
-            tmp.rename(directory)
-        except OSError:
-            if not (directory / "val.json").is_file():  # not another rank's finished copy: a real error
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        encode_to_memmap(tokenizer, val_text, tmp / "val.bin")

@@ -4,7 +4,7 @@ token ids -> embedding -> zoo.nn.Transformer (causal; RoPE, GeGLU, GQA, fused at
 The head shares the embedding matrix by default (Press & Wolf, 2017), as GPT-2 and nanoGPT do.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -13,53 +13,63 @@ from zoo.checkpoint import PretrainedMixin
 from zoo.nn import Transformer, TransformerConfig
 from zoo.registry import Family, register_family, register_model
 from zoo.text import recipe
+from zoo.text.commands import GENERATE
+
+# GPT's backbone defaults (gpt-nano's shape): causal self-attention with 1-D RoPE, GeGLU, RMSNorm.
+GPT_BACKBONE = dict(dim=128, n_layers=4, n_heads=4, max_seq_len=256, positions="rope", causal=True)
+GPT_POSITIONS = ("rope", "none")
+
+
+def gpt_backbone(**fields) -> TransformerConfig:
+    """A TransformerConfig with GPT's defaults (GPT_BACKBONE), `fields` overriding them."""
+    return TransformerConfig(**{**GPT_BACKBONE, **fields})
 
 
 @dataclass
 class GPTConfig:
     vocab_size: int = 256  # set from the tokenizer when training on a corpus
-    dim: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    n_kv_heads: int | None = None
-    mlp: str = "geglu"
-    hidden_dim: int | None = None
-    mlp_ratio: float | None = None  # hidden = mlp_ratio * dim when hidden_dim is None (see TransformerConfig)
-    norm: str = "rmsnorm"
-    dropout: float = 0.0
-    max_seq_len: int = 256
-    rope_theta: float = 10000.0
     tie_embeddings: bool = True
-    bias: bool = False
+    backbone: TransformerConfig = field(default_factory=gpt_backbone)  # width, depth, heads, context, MLP, ...
 
     def __post_init__(self):
         if self.vocab_size < 1:
             raise ValueError(f"GPTConfig.vocab_size must be >= 1, got {self.vocab_size}")
-        self.transformer()  # validate the backbone fields now, with their own clear errors
-
-    def transformer(self) -> TransformerConfig:
-        return TransformerConfig(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads,
-                                 n_kv_heads=self.n_kv_heads, mlp=self.mlp, hidden_dim=self.hidden_dim,
-                                 mlp_ratio=self.mlp_ratio,
-                                 norm=self.norm, dropout=self.dropout, positions="rope",
-                                 rope_theta=self.rope_theta, causal=True, max_seq_len=self.max_seq_len,
-                                 bias=self.bias)
+        b = self.backbone
+        if not isinstance(b, TransformerConfig):
+            raise TypeError(f"GPTConfig.backbone must be a TransformerConfig, got {type(b).__name__} (a dict of "
+                            f"fields goes through zoo.config.replace_config / config_from_dict)")
+        # What a decoder-only language model needs from the shared backbone:
+        if not b.causal:
+            raise ValueError("GPTConfig.backbone.causal=False; allowed: True (a language model predicts each "
+                             "token from the previous ones only)")
+        if b.positions not in GPT_POSITIONS:
+            raise ValueError(f"GPTConfig.backbone.positions={b.positions!r}; allowed: {', '.join(GPT_POSITIONS)} "
+                             f"(token positions are 1-D)")
+        for name in ("cross_attention", "adaln"):
+            if getattr(b, name):
+                raise ValueError(f"GPTConfig.backbone.{name}=True; allowed: False (GPT has no context or "
+                                 f"conditioning input)")
 
 
 class GPT(nn.Module, PretrainedMixin):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.dim)
-        self.dropout = nn.Dropout(config.dropout)
-        self.backbone = Transformer(config.transformer())
-        self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.embed = nn.Embedding(config.vocab_size, config.backbone.dim)
+        self.dropout = nn.Dropout(config.backbone.dropout)
+        self.backbone = Transformer(config.backbone)
+        self.head = nn.Linear(config.backbone.dim, config.vocab_size, bias=False)
         nn.init.normal_(self.embed.weight, std=0.02)
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
         else:
             nn.init.normal_(self.head.weight, std=0.02)
         self.tokenizer = None  # attached by training / zoo.load (saved beside the weights)
+
+    @property
+    def max_seq_len(self) -> int:
+        """The longest context the backbone accepts (config.backbone.max_seq_len)."""
+        return self.backbone.config.max_seq_len
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
@@ -82,6 +92,20 @@ class GPT(nn.Module, PretrainedMixin):
     def make_cache(self, batch: int, max_len: int | None = None):
         return self.backbone.make_cache(batch, max_len)
 
+    # zoo.decoding.AutoregressiveModel: what greedy, sampled and beam-search decoding call
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def prefill(self, tokens: torch.Tensor, mask: torch.Tensor | None, cache) -> torch.Tensor:
+        """(B, T) left-padded prompts -> (B, V) next-token logits, writing the prompts into the cache."""
+        return self(tokens, mask=mask, cache=cache, last_only=True)[:, -1]
+
+    def step(self, tokens: torch.Tensor, cache) -> torch.Tensor:
+        """(B, 1) new tokens -> (B, V) next-token logits, appending them to the cache."""
+        return self(tokens, cache=cache)[:, -1]
+
 
 # ----------------------------------------------------------------------------------------------------
 # Registration: the family contract (zoo/registry.py) and the named sizes.
@@ -101,9 +125,10 @@ def _load_tokenizer(model: GPT, directory):
 register_family(Family(
     name="gpt", config_class=GPTConfig, build=GPT,
     data_config=recipe.TextDataConfig, prepare_data=recipe.prepare_data, loss=recipe.loss,
-    evaluate=recipe.evaluate, flops_per_sample=recipe.flops_per_sample,
+    evaluate=recipe.evaluate, flops_per_sample=recipe.flops_per_sample, example_batch=recipe.example_batch,
     blocks=lambda model: list(model.backbone.blocks),
-    save_extras=_save_tokenizer, load_extras=_load_tokenizer,
+    save_extras=_save_tokenizer, load_extras=_load_tokenizer, commands=(GENERATE,),
+    tiny={"vocab_size": 97, "backbone": {"n_layers": 2, "dim": 64, "n_heads": 4, "max_seq_len": 32}},
 ))
 
 
@@ -121,16 +146,16 @@ def gpt_nano() -> GPTConfig:
     (README) 2x and the parameter-matched 8/3x both reach val loss 1.685 (1.684), at about 0.84x the
     step time.
     """
-    return GPTConfig(dim=128, n_layers=4, n_heads=4, max_seq_len=256, mlp_ratio=2.0)
+    return GPTConfig(backbone=gpt_backbone(dim=128, n_layers=4, n_heads=4, max_seq_len=256, mlp_ratio=2.0))
 
 
 @register_model("gpt-mini", family="gpt")
 def gpt_mini() -> GPTConfig:
     """nanoGPT's Shakespeare scale (~10.6M): 6 layers, 6 heads, width 384, context 256, dropout 0.2."""
-    return GPTConfig(dim=384, n_layers=6, n_heads=6, max_seq_len=256, dropout=0.2)
+    return GPTConfig(backbone=gpt_backbone(dim=384, n_layers=6, n_heads=6, max_seq_len=256, dropout=0.2))
 
 
 @register_model("gpt-124m", family="gpt")
 def gpt_124m() -> GPTConfig:
     """GPT-2 small scale (~124M with a 50k vocabulary): 12 layers, 12 heads, width 768, context 1024."""
-    return GPTConfig(vocab_size=50304, dim=768, n_layers=12, n_heads=12, max_seq_len=1024)
+    return GPTConfig(vocab_size=50304, backbone=gpt_backbone(dim=768, n_layers=12, n_heads=12, max_seq_len=1024))

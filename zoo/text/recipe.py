@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from zoo.nn import transformer_flops_per_token
 from zoo.nn.packed import prepacked_linears
 from zoo.registry import TrainingData
 from zoo.text.data import prepare_text_data
+from zoo.utils import eval_mode
 
 TOKENIZERS = ("char", "bpe")
 EVAL_BATCH = 32  # windows per evaluation forward pass (larger batches were slower on a 2-core CPU)
@@ -24,7 +26,7 @@ class TextDataConfig:
     tokenizer: str = "bpe"  # char | bpe (byte-level BPE trained on the training split)
     vocab_size: int = 4096  # BPE vocabulary (the char vocabulary is whatever the corpus holds)
     max_chars: int | None = None  # cap on corpus characters; None = whole file (default corpus: 8M)
-    seq_len: int | None = None  # training context; None = model.max_seq_len
+    seq_len: int | None = None  # training context; None = model.backbone.max_seq_len
     eval_stride: int | None = None  # perplexity sliding-window stride; None = seq_len // 2
     quick_eval_windows: int = 128  # windows scored by the evaluations during training
 
@@ -34,9 +36,9 @@ class TextDataConfig:
 
 
 def prepare_data(config, data_config: TextDataConfig, path, cache_dir, model=None) -> TrainingData:
-    seq_len = data_config.seq_len or config.max_seq_len
-    if seq_len > config.max_seq_len:
-        raise ValueError(f"data.seq_len={seq_len} exceeds model.max_seq_len={config.max_seq_len}")
+    seq_len = data_config.seq_len or config.backbone.max_seq_len
+    if seq_len > config.backbone.max_seq_len:
+        raise ValueError(f"data.seq_len={seq_len} exceeds model.backbone.max_seq_len={config.backbone.max_seq_len}")
     tokenizer = getattr(model, "tokenizer", None) if model is not None else None
     text = prepare_text_data(path, data_config.tokenizer, data_config.vocab_size, seq_len, cache_dir,
                              max_chars=data_config.max_chars, tokenizer=tokenizer)
@@ -51,13 +53,18 @@ def loss(model, batch) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten())
 
 
-def flops_per_sample(model) -> float:
-    """6N + 12 L d T per token (PaLM appendix B), times T tokens per sample."""
-    from zoo.train.metrics import transformer_flops_per_token
+def example_batch(model, generator: torch.Generator) -> tuple[dict, dict]:
+    """Four random 16-token windows (inputs and next-token labels) for the cross-model tests; no frozen modules."""
+    idx = torch.randint(0, model.config.vocab_size, (4, 17), generator=generator)
+    return {"input_ids": idx[:, :-1], "labels": idx[:, 1:]}, {}
 
-    c = model.config
-    return c.max_seq_len * transformer_flops_per_token(model.num_params(non_embedding=False), c.n_layers, c.dim,
-                                                       c.max_seq_len)
+
+def flops_per_sample(model, data_config: TextDataConfig) -> float:
+    """6N + 12 L d T per token (PaLM appendix B), times T tokens per sample; T is the trained context
+    (data.seq_len), which may be shorter than the model's max_seq_len."""
+    c = model.config.backbone
+    seq_len = data_config.seq_len or c.max_seq_len
+    return seq_len * transformer_flops_per_token(model.num_params(non_embedding=False), c.n_layers, c.dim, seq_len)
 
 
 @torch.inference_mode()
@@ -66,12 +73,8 @@ def evaluate(model, data: TrainingData, data_config: TextDataConfig, out_dir=Non
     position scored once, as nanoGPT's estimate does in expectation); perplexity: the sliding-window
     recipe of Hugging Face's perplexity guide (stride < context, so most tokens see a long context).
     On a CPU the forward passes use prepacked weights (zoo.nn.packed): about 1.2x faster."""
-    was_training = model.training
-    model.eval()
-    with prepacked_linears(model, rows=EVAL_BATCH * data.val.seq_len):
-        metrics = _evaluate(model, data, data_config, quick)
-    model.train(was_training)
-    return metrics
+    with eval_mode(model), prepacked_linears(model, rows=EVAL_BATCH * data.val.seq_len):
+        return _evaluate(model, data, data_config, quick)
 
 
 def _evaluate(model, data: TrainingData, data_config: TextDataConfig, quick: bool) -> dict:

@@ -4,10 +4,11 @@ A checkpoint is a directory `checkpoints/step_00000010/`. It is written under a 
 `COMPLETE` marker goes in last, then the directory is renamed into place: a run killed mid-write leaves
 only a `.tmp_*` directory that resume ignores, and the last good checkpoint untouched.
 
-Contents: model + optimizer (FSDP: sharded, through torch.distributed.checkpoint; otherwise one file
-from rank 0, ZeRO-1 optimizer shards consolidated first), trainer state (step, data position, grad
-scaler, EMA, non-finite counters) and each rank's RNG states (python, numpy, torch, cuda). Everything is
-read back with `weights_only=True` or DCP: no arbitrary unpickling.
+Contents: model + optimizer + tensors laid out like the parameters (the EMA weights), written the way the
+strategy keeps them (zoo/train/strategy.py: one file from rank 0, or DCP shards from every rank under
+FSDP), the trainer state (step, data position, grad scaler, EMA settings, non-finite counters) and each
+rank's RNG states (python, numpy, torch, cuda). Everything is read back with `weights_only=True` or DCP:
+no arbitrary unpickling.
 """
 
 import json
@@ -17,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-from zoo.train.distributed import Dist, unwrap
+from zoo.train.strategy import Single
+from zoo.utils import publish
 
 MARKER = "COMPLETE"
 
@@ -58,8 +58,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
-def save_checkpoint(run_dir: Path, step: int, model, optimizer, trainer_state: dict, strategy: str, env: Dist,
-                    keep: int = 2) -> Path:
+def save_checkpoint(run_dir: Path, step: int, strategy: Single, model, optimizer, trainer_state: dict,
+                    sharded: dict, keep: int = 2) -> Path:
+    """Every rank calls this. Rank 0 publishes the directory once all ranks have written their parts."""
+    env = strategy.env
     root = Path(run_dir) / "checkpoints"
     final, tmp = root / f"step_{step:08d}", root / f".tmp_step_{step:08d}"
     if env.is_main:
@@ -67,45 +69,26 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, trainer_state: d
         tmp.mkdir(parents=True)
     env.barrier()
 
-    if strategy == "fsdp":
-        model_state, optim_state = get_state_dict(model, optimizer)
-        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp / "sharded"))
-    else:
-        if strategy == "zero1":
-            optimizer.consolidate_state_dict(to=0)  # every rank takes part; rank 0 receives the shards
-        if env.is_main:
-            torch.save({"model": unwrap(model).state_dict(), "optim": optimizer.state_dict()}, tmp / "state.pt")
+    strategy.save(model, optimizer, tmp, sharded)
     if env.is_main:
         torch.save(trainer_state, tmp / "trainer.pt")
     torch.save(rng_state(), tmp / f"rng_rank{env.rank}.pt")
     env.barrier()
 
     if env.is_main:
-        (tmp / MARKER).write_text(json.dumps({"step": step, "world_size": env.world_size, "strategy": strategy}))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)  # atomic on POSIX: the checkpoint appears whole or not at all
+        (tmp / MARKER).write_text(json.dumps({"step": step, "world_size": env.world_size,
+                                              "strategy": strategy.name}))
+        publish(tmp, final)  # the checkpoint appears whole or not at all
         for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     env.barrier()
     return final
 
 
-def load_checkpoint(path: Path, model, optimizer, strategy: str, env: Dist) -> dict:
-    """Restore model, optimizer and this rank's RNG in place; returns the trainer state."""
-    meta = json.loads((path / MARKER).read_text())
-    if meta["strategy"] != strategy and "fsdp" in (meta["strategy"], strategy):
-        raise ValueError(f"{path} was written with strategy={meta['strategy']}; resuming with {strategy} "
-                         f"is not supported across FSDP's sharded format")
-    if strategy == "fsdp":
-        model_state, optim_state = get_state_dict(model, optimizer)
-        state = {"model": model_state, "optim": optim_state}
-        dcp.load(state, checkpoint_id=str(path / "sharded"))
-        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    else:
-        state = torch.load(path / "state.pt", map_location=env.device, weights_only=True)
-        unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optim"])
-    rng_file = path / f"rng_rank{env.rank}.pt"
+def load_checkpoint(path: Path, strategy: Single, model, optimizer, sharded: dict) -> tuple[dict, dict]:
+    """Restore model, optimizer and this rank's RNG in place; returns (trainer state, the saved `sharded`)."""
+    saved = strategy.load(model, optimizer, path, sharded)
+    rng_file = path / f"rng_rank{strategy.env.rank}.pt"
     if rng_file.exists():  # a different world size has no RNG file for new ranks: they keep their seed
         set_rng_state(torch.load(rng_file, weights_only=True))
-    return torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+    return torch.load(path / "trainer.pt", map_location="cpu", weights_only=True), saved

@@ -1,15 +1,8 @@
-"""Process groups and model wrapping, all on PyTorch's own engine (no home-made communication).
+"""Process groups, all on PyTorch's own engine (no home-made communication).
 
 Under `torchrun` the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) says who we are;
 the backend follows the device: NCCL on GPUs, gloo on CPUs. One explicit 1-D DeviceMesh spans all ranks.
-
-Strategies (the lecture's "optimisation strategies" slides):
-  single  one process, no wrapper
-  ddp     DistributedDataParallel: a full replica per rank, gradients all-reduced (averaged) in backward
-  zero1   DDP + ZeroRedundancyOptimizer: optimizer state partitioned across ranks (ZeRO stage 1,
-          Rajbhandari et al., 2020); each rank updates its shard, then parameters are broadcast
-  fsdp    FSDP2 `fully_shard` per block then the root: parameters, gradients and optimizer state sharded
-          (ZeRO-3); parameters all-gathered just in time for each block's forward/backward
+How each strategy uses the group lives in zoo/train/strategy.py.
 """
 
 import os
@@ -18,9 +11,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
-
-STRATEGIES = ("single", "ddp", "zero1", "fsdp")
 
 
 @dataclass
@@ -46,15 +36,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def setup(strategy: str, device: str = "auto") -> Dist:
-    """Join the process group torchrun describes (or make a one-process group for a lone ddp/fsdp run)."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"train.strategy={strategy!r}; allowed: {', '.join(STRATEGIES)}")
+def setup(grouped: bool, device: str = "auto", strategy: str = "single") -> Dist:
+    """Join the process group torchrun describes (or make a one-process group for a lone grouped run).
+    `grouped` is False for a strategy that runs one process without a group; `strategy` names it in errors."""
     launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if launched else 1
     local_rank = int(os.environ.get("LOCAL_RANK", 0)) if launched else 0
-    if strategy == "single" and world_size > 1:
-        raise ValueError(f"train.strategy=single under torchrun with {world_size} processes; "
+    if not grouped and world_size > 1:
+        raise ValueError(f"train.strategy={strategy} under torchrun with {world_size} processes; "
                          f"use one of ddp, zero1, fsdp")
 
     if device == "auto":
@@ -67,7 +56,7 @@ def setup(strategy: str, device: str = "auto") -> Dist:
     else:
         torch_device = torch.device("cpu")
 
-    if strategy == "single":
+    if not grouped:
         return Dist(0, 1, 0, torch_device)
     if not dist.is_initialized():
         backend = "nccl" if device == "cuda" else "gloo"
@@ -84,31 +73,6 @@ def setup(strategy: str, device: str = "auto") -> Dist:
 def teardown():
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def wrap_model(model: nn.Module, blocks: list[nn.Module], strategy: str, env: Dist, precision: str) -> nn.Module:
-    """Return the module to train. For fsdp the model itself is sharded in place and returned."""
-    if strategy in ("ddp", "zero1"):
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [env.device.index] if env.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids, process_group=env.mesh.get_group())
-    if strategy == "fsdp":
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-        # bf16 compute with fp32 gradient reduction (torchtitan's default); fp32 params stay the master copy.
-        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
-            if precision == "bf16" else MixedPrecisionPolicy()
-        for block in blocks:  # one all-gather per block keeps peak memory at one block's full parameters
-            fully_shard(block, mesh=env.mesh, mp_policy=policy)
-        fully_shard(model, mesh=env.mesh, mp_policy=policy)
-        return model
-    return model
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel) \
-        else model
 
 
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:

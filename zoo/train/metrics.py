@@ -1,9 +1,9 @@
 """What a run shows: a tqdm bar (rank 0), a JSONL log, TensorBoard events, a loss-curve PNG, and MFU.
 
 MFU (model FLOPs utilisation, Chowdhery et al., 2022, "PaLM", appendix B) = achieved model FLOPs/s over the
-hardware peak. Transformers count 6N FLOPs per token for the weights plus 12 * L * d * T for attention;
-other models are measured once with torch.utils.flop_counter. The peak comes from a table on GPUs and
-from a measured fp32 matmul on CPUs (there is no honest spec-sheet number for a shared CPU).
+hardware peak. A family may give a formula (zoo.nn.transformer_flops_per_token for a Transformer);
+otherwise one training step's FLOPs are measured once with torch.utils.flop_counter. The peak comes from
+a table on GPUs and from a measured fp32 matmul on CPUs (there is no honest spec-sheet number for a shared CPU).
 """
 
 import json
@@ -18,18 +18,23 @@ GPU_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12,
                  "3090": 71e12, "V100": 125e12, "T4": 65e12}
 
 
-def transformer_flops_per_token(n_params: int, n_layers: int, dim: int, seq_len: int) -> float:
-    """Training FLOPs per token: 6N (forward 2N + backward 4N) plus attention scores 12 * L * d * T."""
-    return 6 * n_params + 12 * n_layers * dim * seq_len
-
-
-def measure_flops(fn) -> float:
-    """FLOPs of one call (forward + backward if fn does both), counted by torch.utils.flop_counter."""
+def measure_flops(fn, exclude: list[torch.nn.Module] = ()) -> float:
+    """FLOPs of one call (forward + backward if fn does both), counted by torch.utils.flop_counter, less the
+    FLOPs spent inside the `exclude` modules (frozen auxiliaries: not the trained model's work)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    excluded, starts, hooks = [0], [], []
     with FlopCounterMode(display=False) as counter:
-        fn()
-    return float(counter.get_total_flops())
+        for module in exclude:
+            hooks.append(module.register_forward_pre_hook(lambda m, a: starts.append(counter.get_total_flops())))
+            hooks.append(module.register_forward_hook(
+                lambda m, a, out: excluded.__setitem__(0, excluded[0] + counter.get_total_flops() - starts.pop())))
+        try:
+            fn()
+        finally:
+            for hook in hooks:
+                hook.remove()
+    return float(counter.get_total_flops() - excluded[0])
 
 
 _cpu_peak: float | None = None

@@ -3,12 +3,14 @@
     zoo train gpt-nano --out runs/gpt --steps 2000 --set train.strategy=ddp        (one process)
     torchrun --nproc_per_node=2 -m zoo.cli train gpt-nano --out runs/gpt ...       (many)
 
-A step: each rank takes its shard of the global batch in `grad_accum` micro-batches, runs forward under
-autocast, backward (gradients averaged across ranks by DDP/FSDP on the last micro-batch only), clips,
-skips the update if the loss or gradient norm is not finite, and steps AdamW at the scheduled LR.
+A step: each rank takes its shard of the global batch in `grad_accum` micro-batches (collated by the family),
+runs the family's loss under autocast, backward (gradients averaged across ranks on the last micro-batch
+only), clips, skips the update if the loss or gradient norm is not finite, and steps AdamW at the scheduled
+LR. What differs between single, DDP, ZeRO-1 and FSDP2 lives in zoo/train/strategy.py.
 """
 
 import contextlib
+import itertools
 import json
 import math
 import random
@@ -18,15 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate
 
 from zoo.config import config_to_dict
 from zoo.registry import Family, TrainingData, zoo_home
-from zoo.train import checkpointing, distributed
+from zoo.train import checkpointing
+from zoo.train.distributed import all_reduce_mean, teardown
 from zoo.train.lora import apply_lora, count_parameters, merge_lora, save_adapter
 from zoo.train.metrics import RunLog, measure_flops, peak_flops, plot_losses
+from zoo.train.strategy import STRATEGIES, make_strategy
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+STEP_FIELDS = ("step", "loss", "grad_norm", "lr", "skipped", "samples_per_s", "mfu", "skipped_total", "tokens_per_s")
 
 
 @dataclass
@@ -45,6 +49,7 @@ class TrainConfig:
     strategy: str = "single"  # single | ddp | zero1 | fsdp
     activation_checkpointing: bool = False  # recompute each block's activations in backward
     compile: bool = False  # torch.compile each block
+    num_workers: int = 0  # DataLoader worker processes for data computed on the fly (0: in the training process)
     seed: int = 1337
     eval_every: int = 500  # 0 = evaluate at the end only
     log_every: int = 10
@@ -60,11 +65,13 @@ class TrainConfig:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"train.precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
-        if self.strategy not in distributed.STRATEGIES:
-            raise ValueError(f"train.strategy={self.strategy!r}; allowed: {', '.join(distributed.STRATEGIES)}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"train.strategy={self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
         for name in ("steps", "batch_size", "grad_accum", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"train.num_workers must be >= 0, got {self.num_workers}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise ValueError(f"need 0 <= train.min_lr <= train.lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
         if not 0 <= self.ema < 1:
@@ -123,6 +130,19 @@ class BatchPlan:
         return list(indices.view(self.grad_accum, self.world_size, self.per_rank)[:, self.rank])
 
 
+class PlanSampler:
+    """The plan's micro-batches from `start` on, as index lists: a DataLoader batch_sampler, so worker
+    processes build the batches ahead while the exact order (and so exact resume) stays the plan's."""
+
+    def __init__(self, plan: BatchPlan, start: int):
+        self.plan, self.start = plan, start
+
+    def __iter__(self):
+        for step in itertools.count(self.start):
+            for indices in self.plan.micro_batches(step):
+                yield indices.tolist()
+
+
 def to_device(batch, device: torch.device):
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -131,6 +151,19 @@ def to_device(batch, device: torch.device):
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
+
+
+def split_loss(output, family: str) -> tuple[torch.Tensor, dict]:
+    """A family's loss output -> (scalar loss, metrics). It may return the loss alone or (loss, metrics)."""
+    loss, metrics = output if isinstance(output, tuple) else (output, {})
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        raise ValueError(f"family {family!r}: loss must return a scalar tensor or (scalar tensor, dict of metrics), "
+                         f"got {type(loss).__name__}{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}")
+    clash = sorted(set(metrics) & set(STEP_FIELDS))
+    if clash:
+        raise ValueError(f"family {family!r}: loss metrics may not be named {', '.join(clash)} (the trainer's own "
+                         f"log fields: {', '.join(STEP_FIELDS)})")
+    return loss, metrics
 
 
 class NonFiniteError(RuntimeError):
@@ -142,6 +175,11 @@ def as_validation(metrics: dict) -> dict:
     return {(k if k.startswith("val") else f"val_{k}"): v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
+def clean_name(name: str) -> str:
+    """A parameter's name as in the unwrapped model (no DDP `module.`, no checkpoint-wrapper segment)."""
+    return name.replace("_checkpoint_wrapped_module.", "").removeprefix("module.")
+
+
 class Trainer:
     def __init__(self, family: Family, model_config, data_config, config: TrainConfig, out_dir: str | Path,
                  data_path: str | None = None, name: str | None = None, resume: bool = False):
@@ -150,13 +188,12 @@ class Trainer:
                 raise ValueError(f"family {family.name!r} cannot be trained: it has no {hook}")
         self.family, self.config, self.data_config = family, config, data_config
         self.out_dir, self.data_path, self.name = Path(out_dir), data_path, name
-        self.env = distributed.setup(config.strategy, config.device)
-        if config.lora and config.strategy not in ("single", "ddp"):
+        self.strategy = make_strategy(config.strategy, config.device, config.precision)
+        self.env = self.strategy.env
+        if config.lora and not self.strategy.supports_lora:
             raise ValueError(f"LoRA trains with strategy single or ddp, not {config.strategy}")
         if config.precision == "fp16" and self.env.device.type != "cuda":
             raise ValueError("train.precision=fp16 needs CUDA (GradScaler); on CPU use bf16")
-        if config.ema and config.strategy == "fsdp":
-            raise ValueError("train.ema is supported with single, ddp and zero1 (not fsdp) for now")
 
         seed_everything(config.seed)  # identical initial weights on every rank
         base = None
@@ -167,6 +204,7 @@ class Trainer:
             model_config = base.config  # the architecture comes from the model being fine-tuned
         self.data = self._prepare_data(model_config, base)
         self.model_config = self.data.config
+        self.frozen = self._place_frozen(self.data.frozen)
         model = base if base is not None else family.build(self.model_config)
         for key, value in self.data.extras.items():
             setattr(model, key, value)
@@ -188,11 +226,12 @@ class Trainer:
             for block in blocks or [model]:
                 block.compile()
         self.raw_model = model
-        self.model = distributed.wrap_model(model, blocks, config.strategy, self.env, config.precision)
+        self.model = self.strategy.wrap(model, blocks)
         # The trained parameters, once: after wrapping (FSDP swaps in sharded ones), shared by the optimizer,
         # gradient clipping and the EMA.
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = self._make_optimizer()
+        named = [(clean_name(n), p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
+        self.optimizer, self.lr_scales = self._make_optimizer(named)
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.ema = None
         if config.ema:
@@ -201,6 +240,7 @@ class Trainer:
             self.ema = EMAModel(self.params, decay=config.ema)
         self.plan = BatchPlan(len(self.data.train), config.batch_size, config.grad_accum, self.env.world_size,
                               self.env.rank, config.seed)
+        self._batches, self._batches_step = None, None
         self.step, self.nonfinite_in_row, self.skipped = 0, 0, 0
         torch.manual_seed(config.seed + 7919 * self.env.rank)  # dropout streams differ per rank
         if resume:
@@ -219,41 +259,43 @@ class Trainer:
             data = self.family.prepare_data(*args, **kwargs)
         return data
 
+    def _place_frozen(self, frozen: dict) -> dict:
+        """Frozen auxiliary modules: on the device, in eval mode, gradients off (so no backward graph through
+        them); they are not part of the trained model, so not optimized, checkpointed, counted or sharded."""
+        for name, module in frozen.items():
+            if not isinstance(module, torch.nn.Module):
+                raise ValueError(f"family {self.family.name!r}: frozen[{name!r}] must be an nn.Module, "
+                                 f"got {type(module).__name__}")
+            module.to(self.env.device).eval().requires_grad_(False)
+        return frozen
+
     def _flops_per_sample(self, model) -> float:
-        if self.family.flops_per_sample is not None:
-            return float(self.family.flops_per_sample(model))
-        sample = to_device(default_collate([self.data.train[0]]), self.env.device)
+        formula = self.family.flops_per_sample(model, self.data_config)
+        if formula is not None:
+            return float(formula)
+        sample = to_device(self.family.collate([self.data.train[0]]), self.env.device)
 
         def forward_backward():
-            self.family.loss(model, sample).backward()
+            loss, _ = split_loss(self.family.loss(model, sample, **self.frozen), self.family.name)
+            loss.backward()
 
         with torch.random.fork_rng(devices=[]):
-            flops = measure_flops(forward_backward)
+            flops = measure_flops(forward_backward, exclude=list(self.frozen.values()))
         model.zero_grad(set_to_none=True)
         return flops
 
-    def _make_optimizer(self):
-        params = self.params
-        # No weight decay on biases, norm gains and other vectors (nanoGPT, GPT-3).
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": self.config.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        groups = [g for g in groups if g["params"]]
-        kwargs = {"lr": self.config.lr, "betas": (self.config.beta1, self.config.beta2)}
-        if self.config.strategy != "fsdp":
-            # One fused kernel per parameter instead of a dozen elementwise ops, on CPU (torch >= 2.4) as on
-            # CUDA: torch picks it by itself only on CUDA, and its CPU default (a per-tensor loop) costs a
-            # gpt-nano step about 1.5 ms. FSDP2's sharded DTensor parameters keep the default.
-            kwargs["fused"] = True
-        if self.config.strategy == "zero1":
-            from torch.distributed.optim import ZeroRedundancyOptimizer
+    def _make_optimizer(self, named: list) -> tuple[torch.optim.Optimizer, list[float]]:
+        groups = self.family.param_groups(named, self.config.weight_decay)
+        grouped = sum(len(g["params"]) for g in groups)
+        if grouped != len(named) or len({id(p) for g in groups for p in g["params"]}) != len(named):
+            raise ValueError(f"family {self.family.name!r}: param_groups must place each of the {len(named)} trained "
+                             f"parameters in exactly one group (got {grouped})")
+        lr_scales = [float(g.pop("lr_scale", 1.0)) for g in groups]  # applied by the schedule in train_step
+        optimizer = self.strategy.make_optimizer(groups, lr=self.config.lr,
+                                                 betas=(self.config.beta1, self.config.beta2))
+        return optimizer, lr_scales
 
-            optimizer = ZeroRedundancyOptimizer(groups[0]["params"], optimizer_class=torch.optim.AdamW,
-                                                process_group=self.env.mesh.get_group(),
-                                                weight_decay=groups[0]["weight_decay"], **kwargs)
-            for group in groups[1:]:
-                optimizer.add_param_group(group)
-            return optimizer
-        return torch.optim.AdamW(groups, **kwargs)
+    # ------------------------------------------------------------------------------------------ checkpoints
 
     def _resume(self):
         path = checkpointing.latest_checkpoint(self.out_dir)
@@ -261,14 +303,22 @@ class Trainer:
             if self.env.is_main:
                 print(f"--resume: no checkpoint in {self.out_dir / 'checkpoints'}; starting from step 0")
             return
-        state = checkpointing.load_checkpoint(path, self.model, self.optimizer, self.config.strategy, self.env)
+        state, sharded = checkpointing.load_checkpoint(path, self.strategy, self.model, self.optimizer,
+                                                       self._sharded_state())
         self.step, self.nonfinite_in_row, self.skipped = state["step"], state["nonfinite_in_row"], state["skipped"]
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None and "ema" in state:
-            self.ema.load_state_dict(state["ema"])
+        if self.ema is not None:
+            self.ema.load_state_dict({**state["ema"], "shadow_params": [sharded["ema"][str(i)]
+                                                                        for i in range(len(self.params))]})
         if self.env.is_main:
             print(f"resumed from {path} at step {self.step}")
+
+    def _sharded_state(self) -> dict:
+        """Tensors laid out like the parameters (sharded under FSDP): the EMA weights."""
+        if self.ema is None:
+            return {}
+        return {"ema": {str(i): shadow for i, shadow in enumerate(self.ema.shadow_params)}}
 
     def _trainer_state(self) -> dict:
         state = {"step": self.step, "samples_seen": self.step * self.config.batch_size,
@@ -276,68 +326,96 @@ class Trainer:
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
+            state["ema"] = {k: v for k, v in self.ema.state_dict().items() if k != "shadow_params"}
         return state
 
     def save_checkpoint(self):
-        checkpointing.save_checkpoint(self.out_dir, self.step, self.model, self.optimizer, self._trainer_state(),
-                                      self.config.strategy, self.env, self.config.keep_checkpoints)
+        checkpointing.save_checkpoint(self.out_dir, self.step, self.strategy, self.model, self.optimizer,
+                                      self._trainer_state(), self._sharded_state(), self.config.keep_checkpoints)
+
+    # ----------------------------------------------------------------------------------------------- data
+
+    def _step_batches(self) -> list:
+        """This rank's micro-batches for self.step, collated and on the device. A stream is opened at the
+        current step and reused while steps follow each other (a resume or a jump opens a new one)."""
+        if self._batches is None or self._batches_step != self.step:
+            self.close_batches()
+            self._batches = self._batch_stream(self.step)
+        self._batches_step = self.step + 1
+        return next(self._batches)
+
+    def _batch_stream(self, start: int):
+        train, collate, device = self.data.train, self.family.collate, self.env.device
+        if self.config.num_workers == 0:
+            for step in itertools.count(start):
+                yield [to_device(collate([train[int(i)] for i in indices]), device)
+                       for indices in self.plan.micro_batches(step)]
+            return
+        # Workers build batches ahead in the plan's order. Their seeds come from a private generator, not the
+        # global RNG (which dropout uses and a resume restores), so opening the loader shifts no random stream.
+        loader = torch.utils.data.DataLoader(
+            train, batch_sampler=PlanSampler(self.plan, start), collate_fn=collate,
+            num_workers=self.config.num_workers, pin_memory=device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.config.seed + start))
+        micro_batches = iter(loader)
+        while True:
+            yield [to_device(next(micro_batches), device) for _ in range(self.config.grad_accum)]
+
+    def close_batches(self):
+        """Stop the batch stream (and its worker processes, if any)."""
+        if self._batches is not None:
+            self._batches.close()
+            self._batches = None
 
     # ----------------------------------------------------------------------------------------------- step
 
-    def _autocast(self):
-        if self.config.precision == "fp32" or self.config.strategy == "fsdp" and self.config.precision == "bf16":
-            return contextlib.nullcontext()  # FSDP2's MixedPrecisionPolicy casts the parameters itself
-        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
-        return torch.autocast(self.env.device.type, dtype=dtype)
-
-    def _sync(self, last: bool):
-        """Reduce gradients across ranks on the last micro-batch only (accumulate locally before)."""
-        if self.config.strategy in ("ddp", "zero1") and not last:
-            return self.model.no_sync()
-        if self.config.strategy == "fsdp":
-            self.model.set_requires_gradient_sync(last)
-        return contextlib.nullcontext()
-
     def train_step(self) -> dict:
-        """One optimizer step (self.step -> self.step + 1). Returns loss, grad norm, lr, whether it was skipped."""
+        """One optimizer step (self.step -> self.step + 1). Returns loss, grad norm, lr, whether it was skipped,
+        and the family's metrics (averaged over micro-batches and ranks)."""
         cfg = self.config
         lr = lr_at(self.step + 1, cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        if not distributed.unwrap(self.model).training:  # train() walks every module: ~0.4 ms, so only if needed
+        for group, scale in zip(self.optimizer.param_groups, self.lr_scales):
+            group["lr"] = lr * scale
+        if not self.strategy.unwrap(self.model).training:  # train() walks every module: ~0.4 ms, so only if needed
             self.model.train()
-        loss_sum = torch.zeros((), device=self.env.device)
-        micro_batches = self.plan.micro_batches(self.step)
-        for i, indices in enumerate(micro_batches):
-            batch = to_device(default_collate([self.data.train[int(j)] for j in indices]), self.env.device)
-            with self._sync(last=i == len(micro_batches) - 1):
-                with self._autocast():
-                    loss = self.family.loss(self.model, batch)
+        micro_batches = self._step_batches()
+        sums: dict[str, torch.Tensor] = {}
+        for i, batch in enumerate(micro_batches):
+            with self.strategy.sync_gradients(self.model, last=i == len(micro_batches) - 1):
+                with self.strategy.autocast():
+                    loss, metrics = split_loss(self.family.loss(self.model, batch, **self.frozen), self.family.name)
                 scaled = loss.float() / len(micro_batches)
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            loss_sum += loss.detach().float()
-        loss = distributed.all_reduce_mean(loss_sum / len(micro_batches))
+            for key, value in {"loss": loss, **metrics}.items():
+                value = torch.as_tensor(value).detach().float().to(self.env.device)
+                sums[key] = sums[key] + value if key in sums else value
+        # one all-reduce for the loss and every metric
+        means = all_reduce_mean(torch.stack(list(sums.values())) / len(micro_batches)).tolist()
+        averaged = dict(zip(sums, means))
 
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
         if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
             grad_norm = grad_norm.full_tensor()
-        loss_value, norm_value = float(loss), float(grad_norm)
+        loss_value, norm_value = averaged.pop("loss"), float(grad_norm)
         finite = math.isfinite(loss_value) and (math.isfinite(norm_value) or self.scaler is not None)
+        applied = finite
         if finite:
             if self.scaler is not None:
+                scale = self.scaler.get_scale()
                 self.scaler.step(self.optimizer)  # skips by itself on fp16 overflow, then lowers the scale
                 self.scaler.update()
+                # an overflow is routine while the scale settles: logged as skipped, not counted as a failure
+                applied = self.scaler.get_scale() >= scale
             else:
                 self.optimizer.step()
-            if self.ema is not None:
+            if self.ema is not None and applied:
                 self.ema.step(self.params)
             self.nonfinite_in_row = 0
         else:
             self.nonfinite_in_row += 1
-            self.skipped += 1
+        self.skipped += not applied
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         if self.nonfinite_in_row >= cfg.max_nonfinite:
@@ -347,14 +425,29 @@ class Trainer:
                 f"at step {self.step}; stopping (train.max_nonfinite={cfg.max_nonfinite}). The last good "
                 f"checkpoint is untouched: {last or 'none written yet'}. Try a lower train.lr, "
                 f"train.grad_clip, or train.precision=fp32.")
-        return {"loss": loss_value, "grad_norm": norm_value, "lr": lr, "skipped": not finite}
+        return {"loss": loss_value, "grad_norm": norm_value, "lr": lr, "skipped": not applied, **averaged}
 
     # ------------------------------------------------------------------------------------------------ fit
 
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """The EMA weights in the model for the duration (every rank: under FSDP each swaps its own shards),
+        the trained weights back after. Without EMA, nothing changes."""
+        if self.ema is None:
+            yield
+            return
+        self.ema.store(self.params)
+        self.ema.copy_to(self.params)
+        try:
+            yield
+        finally:
+            self.ema.restore(self.params)
+
     def evaluate(self, quick: bool, out_dir: Path | None = None) -> dict:
-        """The family's evaluate (which restores the model's train/eval mode itself), under this run's precision."""
-        with self._autocast():
-            return self.family.evaluate(distributed.unwrap(self.model), self.data, self.data_config,
+        """The family's evaluate, on the EMA weights when EMA is on, under this run's precision. Every rank
+        takes part (an FSDP forward all-gathers); the family restores the model's train/eval mode itself."""
+        with self.ema_weights(), self.strategy.autocast():
+            return self.family.evaluate(self.strategy.unwrap(self.model), self.data, self.data_config,
                                         out_dir=out_dir, quick=quick)
 
     def fit(self) -> dict:
@@ -366,7 +459,8 @@ class Trainer:
         if env.is_main:
             log.write(f"{self.name or self.family.name}: {self.total_params:,} parameters "
                       f"({self.trainable:,} trainable), {env.world_size} rank(s), strategy {cfg.strategy}, "
-                      f"precision {cfg.precision}, device {env.device}")
+                      f"precision {cfg.precision}, device {env.device}"
+                      + (f", EMA {cfg.ema} (evaluated and exported)" if self.ema is not None else ""))
         peak = peak_flops(env.device, cfg.precision) * env.world_size
         window_start, window_steps = time.perf_counter(), 0
         metrics: dict = {}
@@ -395,12 +489,14 @@ class Trainer:
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.save_checkpoint()
                     window_start = time.perf_counter()
+            self.close_batches()
             self.save_checkpoint()
             metrics = self.export()
             if env.is_main:
                 log.log({"step": self.step, **as_validation(metrics)})
                 plot_losses(log.history, self.out_dir / "loss.png", title=self.name or self.family.name)
         finally:
+            self.close_batches()
             log.close()
         return metrics
 
@@ -412,56 +508,38 @@ class Trainer:
         (self.out_dir / "train_config.json").write_text(json.dumps(run, indent=2) + "\n")
 
     def export(self) -> dict:
-        """Write the final model as a save_pretrained directory (the run directory itself) and evaluate it."""
-        model = self.raw_model
-        if self.config.strategy == "fsdp":  # gather the full weights onto rank 0 (every rank takes part)
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-            state = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True,
-                                                                               cpu_offload=True))
-            if self.env.is_main:
+        """Write the final model (the EMA weights when EMA is on) as a save_pretrained directory (the run
+        directory itself) and evaluate it. Every rank takes part in gathering the weights; rank 0 writes."""
+        metrics, model = {}, None
+        with self.ema_weights():
+            state = self.strategy.full_state_dict(self.model)
+            if self.env.is_main and self.config.lora:  # LoRA runs unsharded: the live model holds the adapters
+                save_adapter(self.raw_model, self.out_dir / "adapter")
+                model = merge_lora(self.raw_model)  # training is over: fold the adapters in, in place
+            elif self.env.is_main:
                 model = self.family.build(self.model_config)
-                model.load_state_dict(state)
-                for key, value in self.data.extras.items():
-                    setattr(model, key, value)
-                model.zoo_name = self.name
-        metrics = {}
+                model.load_state_dict(state)  # copies, so the EMA weights stay in it after the restore below
         if self.env.is_main:
-            if self.ema is not None:  # EMA runs without FSDP, so `model` is raw_model and owns self.params
-                self.ema.copy_to(self.params)
-            if self.config.lora:
-                save_adapter(model, self.out_dir / "adapter")
-                model = merge_lora(model)
-            model = model.to("cpu").eval()
-            model.save_pretrained(self.out_dir)
+            for key, value in self.data.extras.items():
+                setattr(model, key, value)
+            model.zoo_name = self.name
+            model = model.to(self.env.device).eval()
             metrics = self.family.evaluate(model, self.data, self.data_config, out_dir=self.out_dir, quick=False)
+            model.to("cpu").save_pretrained(self.out_dir)
             (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         self.env.barrier()
         return metrics
 
 
-def split_sets(sets: list[str]) -> dict[str, dict[str, str]]:
-    """["model.dim=128", "train.lr=1e-3"] -> {"model": {"dim": "128"}, "train": {"lr": "1e-3"}}."""
-    sections: dict[str, dict[str, str]] = {"model": {}, "data": {}, "train": {}}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        section, dot, field = key.partition(".")
-        if not sep or not dot or section not in sections or not field:
-            raise ValueError(f"--set {item!r}: expected section.field=value with section one of "
-                             f"model, data, train (e.g. --set train.lr=3e-4)")
-        sections[section][field] = value
-    return sections
-
-
 def train(name: str, out: str | Path | None = None, data: str | None = None, steps: int | None = None,
           sets: list[str] = (), resume: bool = False, lora: str | None = None) -> dict:
     """`zoo train NAME`: the registered recipe plus --set overrides, run by the Trainer."""
-    from zoo.config import replace_config
+    from zoo.config import parse_sets, replace_config
     from zoo.registry import get_family, get_model_entry
 
     entry = get_model_entry(name)
     family = get_family(entry.family)
-    sections = split_sets(list(sets))
+    sections = parse_sets(list(sets))
     model_config = replace_config(entry.make_config(), sections["model"], "model")
     if family.data_config is None and sections["data"]:
         raise ValueError(f"family {family.name!r} has no data settings; drop --set data.*")
@@ -477,7 +555,7 @@ def train(name: str, out: str | Path | None = None, data: str | None = None, ste
     try:
         return trainer.fit()
     finally:
-        distributed.teardown()
+        teardown()
 
 
 def _check_resume_config(out_dir: Path, config: TrainConfig):

@@ -28,7 +28,8 @@ from torch import nn
 
 from zoo.checkpoint import PretrainedMixin
 from zoo.registry import Family, register_family, register_model
-from zoo.vision.data import VisionDataConfig, evaluate, loss, prepare_data
+from zoo.vision.commands import CLASSIFY
+from zoo.vision.data import VisionDataConfig, evaluate, example_batch, loss, prepare_data
 
 N_CONVS = 5
 LRN_AFTER = (1, 2)  # conv1 and conv2 (sec. 3.3)
@@ -211,9 +212,11 @@ TORCHVISION_NAMES = {
 
 register_family(Family(
     name="alexnet", config_class=AlexNetConfig, build=AlexNet, data_config=VisionDataConfig,
-    prepare_data=prepare_data, loss=loss, evaluate=evaluate,
+    prepare_data=prepare_data, loss=loss, evaluate=evaluate, example_batch=example_batch,
     # Not a stack of repeated blocks: FSDP shards the whole model as one unit, no activation checkpointing.
     blocks=lambda model: [],
+    commands=(CLASSIFY,),  # serves every classifier (ViT too): it needs only config.image_size and class_names
+    tiny={"num_classes": 5, "image_size": 64},
 ))
 
 

@@ -36,6 +36,7 @@ from torch.utils.data import Dataset, default_collate
 
 from zoo.data.shapes import TASKS, SceneConfig, ShapesDataset, materialize
 from zoo.registry import TrainingData
+from zoo.utils import eval_mode, written_atomically
 
 # Every model in the family sees inputs normalised with the ImageNet statistics, so torchvision's
 # ImageNet weights work unchanged and our own runs use the same convention.
@@ -240,11 +241,9 @@ def decode_folder(root: Path, samples: list[tuple[str, int]], image_size: int, c
                                        disable=len(samples) < 1000)):
         images[i] = image_to_tensor(load_image(file), image_size)
     labels = torch.tensor([y for _, y in samples], dtype=torch.long)
-    if path is not None:  # write then rename: concurrent ranks never read a half-written file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({"images": images, "labels": labels}, str(tmp))
-        tmp.replace(path)
+    if path is not None:  # concurrent ranks never read a half-written file
+        with written_atomically(path) as tmp:
+            save_file({"images": images, "labels": labels}, str(tmp))
     return images, labels
 
 
@@ -315,6 +314,13 @@ def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return F.cross_entropy(logits.float(), batch["label"].to(device, non_blocking=True))
 
 
+def example_batch(model: nn.Module, generator: torch.Generator) -> tuple[dict, dict]:
+    """Four random images at the model's size with random labels, for the cross-model tests."""
+    c = model.config
+    return {"image": torch.rand(4, c.in_channels, c.image_size, c.image_size, generator=generator),
+            "label": torch.randint(0, c.num_classes, (4,), generator=generator)}, {}
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data, data_config: VisionDataConfig | None = None, out_dir=None,
              quick: bool = False) -> dict[str, float]:
@@ -328,12 +334,11 @@ def evaluate(model: nn.Module, data, data_config: VisionDataConfig | None = None
     num_classes = model.config.num_classes
     names = list(model.config.class_names) or list(getattr(dataset, "classes", [])) or [
         str(i) for i in range(num_classes)]
-    device, was_training = _device(model), model.training
-    model.eval()
+    device = _device(model)
     k = min(5, num_classes)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     total_loss = topk_correct = 0.0
-    try:
+    with eval_mode(model):
         for start in range(0, n, EVAL_BATCH):
             batch = default_collate([dataset[i] for i in range(start, min(start + EVAL_BATCH, n))])
             logits = model(batch["image"].to(device)).float()  # (B, classes)
@@ -342,8 +347,6 @@ def evaluate(model: nn.Module, data, data_config: VisionDataConfig | None = None
             topk_correct += (logits.topk(k, dim=-1).indices == labels[:, None]).any(dim=-1).sum().item()
             confusion += torch.bincount((labels * num_classes + logits.argmax(-1)).cpu(),
                                         minlength=num_classes ** 2).view(num_classes, num_classes)
-    finally:
-        model.train(was_training)
     metrics = {"top1": confusion.diag().sum().item() / n, "top5": topk_correct / n, "val_loss": total_loss / n}
     per_class = confusion.sum(dim=1)
     for i, name in enumerate(names):
@@ -391,12 +394,8 @@ def classify(model: nn.Module, image_path: str | Path, top_k: int = 5) -> list[t
     if not path.is_file():
         raise FileNotFoundError(f"no image file {path}")
     x = normalize(image_to_tensor(load_image(path), model.config.image_size))[None]  # (1, 3, S, S)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         probs = model(x.to(_device(model))).float().softmax(dim=-1)[0]  # (classes,)
-    finally:
-        model.train(was_training)
     names = list(model.config.class_names) or [str(i) for i in range(len(probs))]
     values, indices = probs.topk(min(top_k, len(probs)))
     return [(names[i], p) for p, i in zip(values.tolist(), indices.tolist())]

@@ -1,0 +1,49 @@
+"""The user-facing entry points: `zoo.load(name_or_dir)` and `zoo.list_models(pattern)`.
+
+    zoo.load("gpt-nano")                             random init from the named config
+    zoo.load("gpt-nano", backbone={"n_layers": 2})   with validated config overrides (nested: a dict)
+    zoo.load("gpt-nano", pretrained=True)            the weights `zoo train gpt-nano` wrote to $ZOO_HOME/gpt-nano
+    zoo.load("runs/my-gpt")                          a directory written by save_pretrained / zoo train --out
+"""
+
+import os
+from pathlib import Path
+
+from torch import nn
+
+from zoo.checkpoint import load_pretrained
+from zoo.config import replace_config
+from zoo.registry import get_family, get_model_entry, list_models, zoo_home
+
+__all__ = ["build_model", "list_models", "load"]
+
+
+def build_model(name: str, **overrides) -> nn.Module:
+    entry = get_model_entry(name)
+    config = replace_config(entry.make_config(), overrides)
+    model = get_family(entry.family).build(config)
+    model.zoo_name = name
+    return model
+
+
+def load(name_or_dir: str | os.PathLike, pretrained: bool = False, device=None, dtype=None, **overrides) -> nn.Module:
+    """Build a registered model, or rebuild a saved one (see the module docstring)."""
+    path = Path(name_or_dir)
+    if path.exists():
+        model = load_pretrained(path, **overrides)
+    else:
+        if os.sep in str(name_or_dir) or str(name_or_dir).startswith("."):
+            raise FileNotFoundError(f"no model directory {str(name_or_dir)!r} (and it is not a model name; "
+                                    f"see zoo.list_models())")
+        if pretrained:
+            home = zoo_home() / str(name_or_dir)
+            get_model_entry(str(name_or_dir))  # unknown names fail with suggestions first
+            if not (home / "config.json").exists():
+                raise FileNotFoundError(f"no trained weights for {str(name_or_dir)!r} in {home}; train them with "
+                                        f"`zoo train {name_or_dir}` (or set ZOO_HOME)")
+            model = load_pretrained(home, **overrides)
+        else:
+            model = build_model(str(name_or_dir), **overrides)
+    if device is not None or dtype is not None:
+        model = model.to(device=device, dtype=dtype)
+    return model

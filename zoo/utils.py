@@ -1,0 +1,70 @@
+"""Two small helpers every part of zoo needs: write-then-rename publishing, and eval mode for a while.
+
+Neither knows about models or families; they live here so that no module writes its own copy.
+"""
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from torch import nn
+
+
+def publish(tmp: Path, final: Path, replace_existing: bool = True) -> Path:
+    """Move a fully written file or directory `tmp` onto `final` with one rename (atomic on POSIX), so a
+    reader sees the old version or the new one, never half of one.
+
+    A directory cannot be renamed over a non-empty one: with replace_existing the old one is removed first
+    (its own readers then find nothing rather than something torn); without, an existing `final` wins (the
+    copy another process finished first) and `tmp` is dropped.
+    """
+    tmp, final = Path(tmp), Path(final)
+    if tmp.is_dir() and final.exists():
+        if not replace_existing:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return final
+        shutil.rmtree(final)
+    elif final.exists() and not replace_existing:
+        tmp.unlink()
+        return final
+    os.replace(tmp, final)
+    return final
+
+
+@contextlib.contextmanager
+def written_atomically(final: str | os.PathLike, directory: bool = False,
+                       replace_existing: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling of `final` to write (a fresh directory if `directory`); publish it on success,
+    delete it on any error. Concurrent writers (several ranks filling one cache) each write their own sibling.
+
+        with written_atomically(cache / "images.safetensors") as tmp:
+            save_file(tensors, str(tmp))
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    if directory:
+        tmp.mkdir()
+    try:
+        yield tmp
+        publish(tmp, final, replace_existing)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Dropout off (and norms in inference mode) for the duration; the model's previous mode is restored after,
+    even on error, so evaluation in the middle of training leaves training as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
