@@ -2,8 +2,12 @@
 
 import os
 
-import pytest
-import torch
+# The test-only encoder-decoder family (tests/families/reverse.py) loads as a plugin, as any family outside
+# zoo would, so the cross-model suite (test_all_models) covers it too. Set before zoo imports its families.
+os.environ.setdefault("ZOO_FAMILIES", "tests.families.reverse")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
