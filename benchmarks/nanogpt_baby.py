@@ -1,7 +1,7 @@
 """zoo vs nanoGPT at nanoGPT's CPU "baby" budget on Shakespeare: step time, and the whole command.
 
     python benchmarks/nanogpt_baby.py [--steps 30] [--rounds 5] [--threads 2]
-    python benchmarks/nanogpt_baby.py --whole [--data tinyshakespeare.txt] [--repeats 3]
+    python benchmarks/nanogpt_baby.py --whole [--data benchmarks/data/tinyshakespeare.txt] [--repeats 3]
 
 The baby budget (nanoGPT README, "I only have a macbook"): 4 layers, 4 heads, width 128, context 64, batch 12,
 2000 iterations, lr 1e-3 cosine to 1e-4 after 100 warm-up steps, dropout 0, character level, 90/10 split.
@@ -39,10 +39,11 @@ from torch import nn
 
 VOCAB, DIM, LAYERS, HEADS, CONTEXT, BATCH = 65, 128, 4, 4, 64, 12
 ITERS, LR, MIN_LR, WARMUP, EVAL_INTERVAL, EVAL_ITERS = 2000, 1e-3, 1e-4, 100, 250, 20
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
-ZOO_COMMAND = ["train", "gpt-nano", "--steps", "2000", "--set", "data.tokenizer=char", "--set", "model.n_layers=4",
-               "--set", "model.n_heads=4", "--set", "model.dim=128", "--set", "model.max_seq_len=64",
-               "--set", "model.dropout=0", "--set", "train.batch_size=12", "--set", "train.lr=1e-3",
+DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "tinyshakespeare.txt"  # shipped in the repo
+ZOO_COMMAND = ["train", "gpt-nano", "--steps", "2000", "--set", "data.tokenizer=char",
+               "--set", "model.backbone.n_layers=4", "--set", "model.backbone.n_heads=4",
+               "--set", "model.backbone.dim=128", "--set", "model.backbone.max_seq_len=64",
+               "--set", "model.backbone.dropout=0", "--set", "train.batch_size=12", "--set", "train.lr=1e-3",
                "--set", "train.min_lr=1e-4", "--set", "train.warmup=100"]
 
 
@@ -247,8 +248,8 @@ def step_times(args):
     import zoo
 
     torch.manual_seed(0)
-    models = {"zoo gpt-nano": zoo.load("gpt-nano", n_layers=LAYERS, n_heads=HEADS, dim=DIM, max_seq_len=CONTEXT,
-                                       vocab_size=VOCAB, dropout=0.0),
+    models = {"zoo gpt-nano": zoo.load("gpt-nano", vocab_size=VOCAB, backbone=dict(
+                  n_layers=LAYERS, n_heads=HEADS, dim=DIM, max_seq_len=CONTEXT, dropout=0.0)),
               "nanoGPT (GPT-2 block)": GPT2()}
     steps = {"zoo gpt-nano": make_step(models["zoo gpt-nano"].train(), fused=True),
              "nanoGPT (GPT-2 block)": make_step(models["nanoGPT (GPT-2 block)"].train(), fused=False)}
