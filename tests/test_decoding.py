@@ -12,39 +12,16 @@ import pytest
 import torch
 from torch import nn
 
-import zoo
+from tests.gpt_helpers import half_trained_gpt
 from zoo.decoding import DecodingOptions, TokenState, beam_search, decode, length_normalized
 from zoo.nn import Transformer, TransformerConfig
 from zoo.text.generate import GenerationOptions, generate, stream
 from zoo.text.tokenizer import CharTokenizer
 
-TEXT = ("hello world. the quick brown fox jumps over the lazy dog. "
-        "a stitch in time saves nine. hello there, general kenobi. ") * 4
-
-
-def tiny_gpt(tokenizer, max_seq_len=128):
-    return zoo.load("gpt-nano", vocab_size=tokenizer.vocab_size,
-                    backbone={"n_layers": 2, "dim": 64, "max_seq_len": max_seq_len})
-
 
 @pytest.fixture(scope="module")
 def gpt():
-    torch.manual_seed(0)
-    tokenizer = CharTokenizer.train(TEXT)
-    model = tiny_gpt(tokenizer)
-    data = torch.tensor(tokenizer.encode(TEXT))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    for _ in range(40):  # half-trained: plausible, varied text, with several likely continuations per step
-        starts = torch.randint(0, len(data) - 33, (8,))
-        x = torch.stack([data[s:s + 32] for s in starts])
-        y = torch.stack([data[s + 1:s + 33] for s in starts])
-        loss = nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    model.tokenizer = tokenizer
-    return model
+    return half_trained_gpt()
 
 
 def full_forward_logprob(model, prompt_ids: list[int], new_ids: list[int]) -> float:

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-import zoo
+from tests.gpt_helpers import half_trained_gpt, tiny_gpt
 from zoo.decoding import (
     MinP,
     RepetitionPenalty,
@@ -24,34 +24,12 @@ from zoo.decoding import (
 from zoo.text.generate import GenerationOptions, format_table, generate, next_token_table, stream
 from zoo.text.tokenizer import CharTokenizer
 
-TEXT = ("hello world. the quick brown fox jumps over the lazy dog. "
-        "a stitch in time saves nine. hello there, general kenobi. ") * 4
 GREEDY = dict(temperature=0.0)
-
-
-def tiny_gpt(tokenizer, max_seq_len=128):
-    return zoo.load("gpt-nano", vocab_size=tokenizer.vocab_size,
-                    backbone={"n_layers": 2, "dim": 64, "max_seq_len": max_seq_len})
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    tokenizer = CharTokenizer.train(TEXT)
-    model = tiny_gpt(tokenizer)
-    data = torch.tensor(tokenizer.encode(TEXT))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    for _ in range(40):  # a half-trained model: plausible, varied text ("in ime saves nine."), not memorised
-        starts = torch.randint(0, len(data) - 33, (8,))
-        x = torch.stack([data[s:s + 32] for s in starts])
-        y = torch.stack([data[s + 1:s + 33] for s in starts])
-        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    model.tokenizer = tokenizer
-    return model
+    return half_trained_gpt()
 
 
 def reference_greedy(model, prompt: str, n: int, penalty: float = 1.0) -> list[int]:
