@@ -564,8 +564,10 @@ def _check_resume_config(out_dir: Path, config: TrainConfig):
         return
     saved = json.loads(saved_path.read_text())["train"]
     now = config_to_dict(config)
-    changed = [k for k in now if k not in ("steps", "eval_every", "log_every", "checkpoint_every",
-                                           "keep_checkpoints", "tensorboard") and saved.get(k) != now[k]]
+    # settings that change neither the batches nor the updates (batches are a function of seed and step only,
+    # whoever builds them) may differ on resume
+    free = ("steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints", "tensorboard", "num_workers")
+    changed = [k for k in now if k not in free and saved.get(k) != now[k]]
     if changed:
         raise ValueError(f"--resume with different training settings than {saved_path}: "
                          + ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed))
