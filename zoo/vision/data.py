@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from zoo.data.shapes import TASKS, SceneConfig, ShapesDataset, materialize
+from zoo.plots import save_confusion_matrix
 from zoo.registry import TrainingData
 from zoo.utils import eval_mode, written_atomically
 
@@ -355,33 +356,6 @@ def evaluate(model: nn.Module, data, data_config: VisionDataConfig | None = None
     if out_dir is not None:
         save_confusion_matrix(confusion, names, Path(out_dir) / "confusion_matrix.png")
     return metrics
-
-
-def save_confusion_matrix(confusion: torch.Tensor, names: list[str], path: Path) -> None:
-    """Row-normalised confusion matrix (rows: true class, columns: predicted) as a PNG, via the Agg canvas
-    directly so no global matplotlib backend is switched."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    rates = confusion.float() / confusion.sum(dim=1, keepdim=True).clamp(min=1)
-    side = max(4.0, 0.45 * len(names) + 2)
-    figure = Figure(figsize=(side, side))
-    FigureCanvasAgg(figure)
-    ax = figure.add_subplot()
-    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=90)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if len(names) <= 30:
-        for (i, j), count in np.ndenumerate(confusion.numpy()):
-            if count:
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                        color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_title(f"confusion matrix ({int(confusion.sum())} images)")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
 
 
 @torch.no_grad()
