@@ -140,3 +140,17 @@ def test_bpe_chunked_encoding_equals_whole_encoding(bpe, text, chunk_chars):
     chunks = list(safe_chunks(text, chunk_chars))
     assert "".join(chunks) == text
     assert [i for ids in bpe.encode_batch(chunks) for i in ids] == bpe.encode(text)
+
+
+def test_bpe_token_bytes_are_the_raw_utf8_pieces(bpe):
+    from tokenizers import pre_tokenizers
+
+    from zoo.text.tokenizer import BYTE_DECODER
+
+    assert set(BYTE_DECODER) == set(pre_tokenizers.ByteLevel.alphabet())
+    assert sorted(BYTE_DECODER.values()) == list(range(256))
+    text = "Héllo 日本語 🙂 <|endoftext|>\n"
+    assert b"".join(bpe.token_bytes(i) for i in bpe.encode(text)) == text.encode()
+    assert bpe.token_bytes(bpe.eot_id) == b""
+    with pytest.raises(ValueError, match="out of range"):
+        bpe.token_bytes(bpe.vocab_size)

@@ -153,11 +153,32 @@ class BPETokenizer:
         # a partial multi-byte character (e.g. a truncated sample) decodes as U+FFFD
         return self.hf.decode([i for i in ids if i != self.eot_id], skip_special_tokens=False)
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """The raw bytes one BPE token stands for (b"" for `eot_id`); a token may hold part of a character."""
+        if token_id == self.eot_id:
+            return b""
+        piece = self.hf.id_to_token(int(token_id))
+        if piece is None:
+            raise ValueError(f"token id {token_id} is out of range for a BPE tokenizer with vocab_size "
+                             f"{self.vocab_size} (allowed: 0..{self.vocab_size - 1})")
+        return bytes(BYTE_DECODER[char] for char in piece)
+
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.hf.save(str(directory / BPE_FILE))
         return _write_meta(directory, {"kind": "bpe", "eot_id": self.eot_id})
+
+
+def _byte_decoder() -> dict[str, int]:
+    # GPT-2's printable stand-ins for bytes, as ByteLevel writes them in the vocabulary: printable Latin-1
+    # bytes stand for themselves, the other 68 bytes map in order to U+0100 and up
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = [byte for byte in range(BYTE_ALPHABET_SIZE) if byte not in printable]
+    return {chr(byte): byte for byte in printable} | {chr(256 + i): byte for i, byte in enumerate(shifted)}
+
+
+BYTE_DECODER = _byte_decoder()
 
 
 def _check_texts(texts: Iterable[str]) -> Iterator[str]:

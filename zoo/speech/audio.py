@@ -1,0 +1,226 @@
+"""The Whisper speech front end: audio loading, 80-bin log-mel spectrograms, 30-second windows.
+
+The numbers follow openai/whisper's audio.py (Radford et al., 2022, "Robust Speech Recognition via
+Large-Scale Weak Supervision", section 2.2): audio is re-sampled to 16 kHz, and "an 80-channel log-magnitude
+Mel spectrogram representation is computed on 25-millisecond windows with a stride of 10 milliseconds";
+the encoder's convolutional stem has stride 2, so one encoder frame (and one timestamp step) is 20 ms.
+
+Differences from whisper, on purpose:
+- `log_mel_spectrogram` keeps a clip's own length (3 s -> 300 frames); pad with `pad_or_trim` to get the
+  fixed 30 s (3000-frame) input that whisper always builds.
+- a batch (B, T) is normalised per clip (whisper takes one max over the whole tensor), so a clip's
+  features never depend on what else is in its batch.
+- `load_audio` reads files with soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, ...), not an ffmpeg subprocess.
+- samples beyond [-1, 1] are kept as they are (whisper's ffmpeg->int16 path would hard-clip them); see
+  `load_audio`.
+"""
+
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio.functional as AF
+
+SAMPLE_RATE = 16000  # Hz, the one rate the model sees
+N_FFT = 400  # 25 ms analysis window at 16 kHz
+HOP_LENGTH = 160  # 10 ms stride at 16 kHz
+N_MELS = 80  # the paper's 80 channels (large-v3 uses 128; pass n_mels=128)
+CHUNK_LENGTH = 30  # seconds of audio per encoder input
+N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30 s window
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in a 30 s window
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100 mel frames per second (10 ms each)
+ENCODER_STRIDE = 2  # the second conv of the encoder stem has stride 2
+N_SAMPLES_PER_TOKEN = HOP_LENGTH * ENCODER_STRIDE  # 320 samples per encoder frame
+TOKENS_PER_SECOND = SAMPLE_RATE // N_SAMPLES_PER_TOKEN  # 50 encoder frames per second
+SECONDS_PER_TOKEN = N_SAMPLES_PER_TOKEN / SAMPLE_RATE  # 0.02 s: also the timestamp-token resolution
+N_AUDIO_CTX = N_FRAMES // ENCODER_STRIDE  # 1500 encoder positions in a 30 s window
+
+LOG_FLOOR = 1e-10  # power below this is treated as silence before log10
+DYNAMIC_RANGE = 8.0  # log10 units (80 dB) kept below each clip's peak
+INT_SCALES = {np.dtype("int16"): 2.0**15, np.dtype("int32"): 2.0**31}  # PCM integers -> [-1, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# loading
+
+
+def load_audio(source, sample_rate: int | None = None) -> torch.Tensor:
+    """Return `source` as a mono float32 waveform at 16 kHz, shape (samples,).
+
+    source: a path to any file libsndfile reads (WAV, FLAC, OGG/Vorbis, ...; its own rate is used, and
+    `sample_rate`, if given, must agree with it), or a numpy array / torch tensor with its `sample_rate`.
+    Arrays are (samples,) for mono or 2-D with channels along the shorter axis, so both torchaudio's
+    (channels, samples) and soundfile's (samples, channels) work. Float arrays are taken as is; int16 and
+    int32 PCM are scaled to [-1, 1).
+
+    - several channels are downmixed by averaging them;
+    - other rates (8, 22.05, 44.1, 48 kHz, ...) are resampled with torchaudio's windowed-sinc resampler;
+    - clipping: values beyond [-1, 1] are kept unchanged, not clipped or rescaled. Hard clipping adds
+      distortion, rescaling changes the level of the whole clip, and resampling a full-scale signal
+      legitimately overshoots 1 a little; the log-mel normalisation is relative to each clip's peak;
+    - refused with ValueError: empty audio, NaN or infinite samples (with their count and the first index,
+      since they would poison every mel frame they touch), a file that is not audio or is corrupt, an
+      array without its sample rate. A missing file is a FileNotFoundError.
+    """
+    if isinstance(source, (str, Path)):
+        samples, rate, name = _read_file(Path(source), sample_rate)
+    elif isinstance(source, (np.ndarray, torch.Tensor)):
+        samples, rate, name = _from_array(source, sample_rate), _check_rate(sample_rate, "the array"), "array"
+    else:
+        raise TypeError(f"load_audio takes a file path (str or Path), a numpy array or a torch tensor, "
+                        f"got {type(source).__name__}")
+    if samples.shape[1] == 0:
+        raise ValueError(f"{name} holds no audio samples (0 frames); nothing to transcribe")
+    bad = ~np.isfinite(samples)
+    if bad.any():
+        first = int(np.argmax(bad.any(axis=0)))
+        raise ValueError(f"{name} has {int(bad.sum())} NaN or infinite samples, the first at sample {first} "
+                         f"({first / rate:.3f} s); all samples must be finite")
+    audio = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=0, dtype=np.float64), dtype=np.float32))
+    if rate != SAMPLE_RATE:
+        audio = AF.resample(audio, orig_freq=rate, new_freq=SAMPLE_RATE)
+    return audio.contiguous()
+
+
+def _read_file(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int, str]:
+    if not path.exists():
+        raise FileNotFoundError(f"audio file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"audio path {path} is not a file")
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, TypeError) as error:  # LibsndfileError: unknown format, bad header; TypeError: RAW
+        raise ValueError(f"{path} is not a readable audio file ({error}); formats libsndfile reads: "
+                         f"{', '.join(sorted(soundfile.available_formats()))}") from None
+    if sample_rate is not None and sample_rate != rate:
+        raise ValueError(f"{path} is sampled at {rate} Hz but sample_rate={sample_rate} was given; leave "
+                         f"sample_rate out for files (their header says it)")
+    return data.T, rate, str(path)  # (channels, samples)
+
+
+def _from_array(source, sample_rate) -> np.ndarray:
+    if sample_rate is None:
+        raise ValueError("an array needs its sample_rate (e.g. load_audio(samples, sample_rate=44100)); only "
+                         "files carry their own rate")
+    array = source.detach().cpu().numpy() if isinstance(source, torch.Tensor) else np.asarray(source)
+    if array.size == 0:
+        return np.zeros((1, 0))  # refused as empty by the caller, whatever its layout
+    if array.ndim == 1:
+        array = array[None, :]
+    elif array.ndim == 2:
+        if array.shape[0] == array.shape[1]:
+            raise ValueError(f"cannot tell channels from samples in a square {tuple(array.shape)} array; pass "
+                             f"(channels, samples) with fewer channels than samples")
+        if array.shape[0] > array.shape[1]:
+            array = array.T  # soundfile's (samples, channels)
+    else:
+        raise ValueError(f"audio array must be 1-D (samples,) or 2-D (channels, samples), got shape "
+                         f"{tuple(array.shape)}")
+    if array.dtype in INT_SCALES:
+        return array.astype(np.float64) / INT_SCALES[array.dtype]
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"audio array dtype {array.dtype} is not supported; allowed: float arrays in [-1, 1] "
+                         f"or int16/int32 PCM")
+    return array
+
+
+def _check_rate(sample_rate, what: str) -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
+        raise ValueError(f"sample_rate of {what} must be a positive whole number of Hz, got {sample_rate!r}")
+    if not (math.isfinite(sample_rate) and sample_rate > 0 and float(sample_rate).is_integer()):
+        raise ValueError(f"sample_rate of {what} must be a positive whole number of Hz, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# features
+
+
+@functools.cache
+def mel_filters(device: torch.device, n_mels: int = N_MELS, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The (n_mels, N_FFT // 2 + 1) mel filterbank, cached per device and dtype: librosa's default (Slaney mel
+    scale and area normalisation) over 0..8 kHz, which is what whisper ships in mel_filters.npz."""
+    fbanks = AF.melscale_fbanks(n_freqs=N_FFT // 2 + 1, f_min=0.0, f_max=SAMPLE_RATE / 2, n_mels=n_mels,
+                                sample_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney")
+    return fbanks.T.contiguous().to(device=device, dtype=dtype)
+
+
+@functools.cache
+def hann_window(device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The periodic Hann window of N_FFT samples (torch's default, as whisper uses), cached per device."""
+    return torch.hann_window(N_FFT, dtype=dtype, device=device)
+
+
+def log_mel_spectrogram(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
+    """Whisper's log-mel features: (samples,) -> (n_mels, samples // 160), (B, samples) -> (B, n_mels, frames).
+
+    STFT with a 400-sample Hann window and hop 160 (centered, reflect padding), power spectrum, mel
+    filterbank; the last STFT frame is dropped as whisper does, so frames = samples // 160 and a 3 s clip
+    gives 300 frames. Then log10(max(mel, 1e-10)), floored at 8 below the clip's peak, and (x + 4) / 4,
+    which puts speech roughly in [-1, 1].
+
+    Computed in float32 (float64 input stays float64, for references; half precisions are upcast).
+    """
+    if not isinstance(audio, torch.Tensor):
+        raise TypeError(f"log_mel_spectrogram takes a torch tensor, got {type(audio).__name__}; use "
+                        f"load_audio for files and arrays")
+    if audio.ndim not in (1, 2):
+        raise ValueError(f"audio must be (samples,) or (batch, samples), got shape {tuple(audio.shape)}")
+    if audio.shape[-1] <= N_FFT // 2:  # reflect padding needs more samples than the pad
+        raise ValueError(f"audio of {audio.shape[-1]} samples is too short for a log-mel spectrogram; it needs "
+                         f"more than {N_FFT // 2} samples ({(N_FFT // 2) / SAMPLE_RATE * 1000:.1f} ms at 16 kHz)")
+    if not torch.is_floating_point(audio):
+        raise ValueError(f"audio must be a floating-point waveform, got dtype {audio.dtype}")
+    if audio.dtype != torch.float64:
+        audio = audio.float()
+    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=hann_window(audio.device, audio.dtype), return_complex=True)
+    power = stft[..., :-1].abs() ** 2  # (..., freqs, frames)
+    mel = mel_filters(audio.device, n_mels, audio.dtype) @ power  # (..., n_mels, frames)
+    log_spec = torch.clamp(mel, min=LOG_FLOOR).log10()
+    peak = log_spec.amax(dim=(-2, -1), keepdim=True)  # per clip
+    log_spec = torch.maximum(log_spec, peak - DYNAMIC_RANGE)
+    return (log_spec + 4.0) / 4.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# windows
+
+
+def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):
+    """Zero-pad or cut `array` (tensor or numpy array) along `axis` to exactly `length`, as whisper does for
+    its fixed 30 s encoder input (N_SAMPLES samples, or N_FRAMES mel frames)."""
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    size = array.shape[axis]
+    if isinstance(array, torch.Tensor):
+        if size > length:
+            return array.narrow(axis, 0, length)
+        if size < length:
+            pad = [0, 0] * (array.ndim - 1 - axis % array.ndim) + [0, length - size]
+            return torch.nn.functional.pad(array, pad)
+        return array
+    if size > length:
+        return np.take(array, np.arange(length), axis=axis)
+    if size < length:
+        widths = [(0, 0)] * array.ndim
+        widths[axis] = (0, length - size)
+        return np.pad(array, widths)
+    return array
+
+
+def split_windows(audio: torch.Tensor, window_seconds: float = float(CHUNK_LENGTH)) -> list[tuple[float, torch.Tensor]]:
+    """Cut a 16 kHz waveform into consecutive windows of `window_seconds` (the last one shorter), returned as
+    (start_seconds, chunk) pairs; chunks are views. A 75 s signal gives windows at 0, 30 and 60 s of 30, 30
+    and 15 s. Windows are at most 30 s (the encoder's context) and a whole number of 10 ms mel frames."""
+    if not isinstance(audio, torch.Tensor) or audio.ndim != 1:
+        raise ValueError(f"split_windows takes a 1-D waveform tensor at {SAMPLE_RATE} Hz, got "
+                         f"{getattr(audio, 'shape', type(audio).__name__)}")
+    frames = window_seconds * FRAMES_PER_SECOND
+    if not (0 < window_seconds <= CHUNK_LENGTH) or abs(frames - round(frames)) > 1e-6:
+        raise ValueError(f"window_seconds must be in (0, {CHUNK_LENGTH}] and a multiple of "
+                         f"{1 / FRAMES_PER_SECOND} s (one mel frame), got {window_seconds}")
+    step = round(frames) * HOP_LENGTH
+    return [(start / SAMPLE_RATE, audio[start:start + step]) for start in range(0, audio.shape[0], step)]
