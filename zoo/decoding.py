@@ -24,7 +24,10 @@ The algorithm (gpt-fast / Hugging Face style):
      finished keeps being fed a pad token so the batch stays rectangular, but its output is frozen.
 
 A model takes part by implementing `AutoregressiveModel` (below): make_cache, prefill, step, max_seq_len and
-vocab_size.
+vocab_size. A family adds its own rules as logit processors (`processors=` of decode, sample and beam_search);
+one whose rule depends on what was generated so far (Whisper's timestamp rules, zoo.speech.decoding) sets
+`needs_history` and is handed a TokenHistory: each row's tokens so far and the step index. The loop keeps
+that history only when such a processor is present, so the GPT path does no extra work per step.
 """
 
 import contextlib
@@ -190,33 +193,48 @@ class DecodingOptions:
 
 
 def decode(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], options: DecodingOptions,
-           states: "list[TokenState] | None" = None, **context) -> "list[TokenState]":
+           states: "list[TokenState] | None" = None, processors: "Sequence[LogitProcessor]" = (),
+           logprobs: bool = False, **context) -> "list[TokenState]":
     """Continue every prompt (a list of token ids) until it finishes; returns one finished state per prompt.
 
     states: one empty per-row state per prompt, which decides when a row is finished and records its tokens
     (default: TokenState() with no end-of-text id, so rows end at max_new_tokens; a TextState adds text and
     stop strings). With beam search the returned states are the best hypotheses, with `sum_logprob` and
-    `score` set. context: passed to model.prefill (e.g. an encoder's output).
+    `score` set. processors: a family's own logit processors, applied before the options' ones. logprobs:
+    greedy/sampling also sum each row's token log-probs into `sum_logprob` (see sample()). context: passed
+    to model.prefill (e.g. an encoder's output).
     """
     states = states if states is not None else [TokenState() for _ in prompts]
     if len(states) != len(prompts):
         raise ValueError(f"decode() needs one state per prompt, got {len(states)} states for {len(prompts)} prompts")
     if options.beam_size is not None:
-        return [candidates[0] for candidates in beam_search(model, prompts, options, states, **context)]
-    for _ in sample(model, prompts, options, states, **context):
+        return [candidates[0] for candidates in beam_search(model, prompts, options, states, processors, **context)]
+    for _ in sample(model, prompts, options, states, processors, logprobs, **context):
         pass
     return states
 
 
 @torch.inference_mode()  # on a generator function torch enters the mode only while the generator runs
 def sample(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], options: DecodingOptions,
-           states: "list[TokenState]", **context) -> Generator[None, None, None]:
+           states: "list[TokenState]", processors: "Sequence[LogitProcessor]" = (), logprobs: bool = False,
+           **context) -> Generator[None, None, None]:
     """Greedy or sampled decoding: fill `states`, yielding after every step (a text layer can stream the new
-    text in between)."""
+    text in between).
+
+    processors: applied before the options' own (make_processors). logprobs: sum each row's token log-probs,
+    end-of-text included, into state.sum_logprob, as openai/whisper's avg_logprob does: from the logits after
+    the filtering processors (the given ones, suppression, repetition penalty) and before those that only
+    reshape the distribution for sampling (temperature, top-k, top-p, min-p), i.e. at temperature 1."""
     check_prompts(prompts, options.max_new_tokens, model.max_seq_len)
     device = device_of(model)
     B, T = len(prompts), max(len(row) for row in prompts)
-    processors = make_processors(options, model.vocab_size)
+    filters = [*processors, *make_processors(options, model.vocab_size)]
+    # the processors after the log-probs are taken: none unless asked (one loop, as before, for the text layer)
+    split = len(filters)
+    if logprobs:
+        split = next((i for i, p in enumerate(filters) if getattr(p, "reshapes", False)), split)
+    filters, shapers = filters[:split], filters[split:]
+    history = TokenHistory(B, options.max_new_tokens, device) if needs_history(filters + shapers) else None
     sampler = Sampler(options.temperature, options.seed, device)
     step = _compiled_step() if options.compile else _step
 
@@ -226,13 +244,20 @@ def sample(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], options
     with eval_mode(model), _packing(model, options, rows=B):
         logits = model.prefill(idx, mask, cache, **context)  # (B, V)
         for i in range(options.max_new_tokens):
-            logits = logits.float()
-            for processor in processors:
-                logits = processor(logits, seen)
-            tokens = sampler(logits)  # (B,)
+            logits = apply_processors(filters, logits.float(), seen, history)
+            if logprobs:
+                step_logprobs = logits.log_softmax(dim=-1)
+            tokens = sampler(apply_processors(shapers, logits, seen, history))  # (B,)
+            if logprobs:
+                chosen = step_logprobs.gather(1, tokens[:, None])[:, 0].tolist()
+                for state, logprob in zip(states, chosen):
+                    if not state.finished:
+                        state.sum_logprob = (state.sum_logprob or 0.0) + logprob
             for state, token in zip(states, tokens.tolist()):
                 if not state.finished:
                     state.append(token)
+            if history is not None:
+                history.append(tokens)
             yield
             if all(state.finished for state in states) or i == options.max_new_tokens - 1:
                 break  # the last token is never fed back: its logits would be unused
@@ -247,13 +272,17 @@ def sample(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], options
 
 @torch.inference_mode()
 def beam_search(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], options: DecodingOptions,
-                states: "list[TokenState]", **context) -> "list[list[TokenState]]":
+                states: "list[TokenState]", processors: "Sequence[LogitProcessor]" = (),
+                **context) -> "list[list[TokenState]]":
     """Beam search over every prompt at once (len(prompts) x beam_size rows); returns each prompt's finished
-    candidates, best first by the length-penalised score (the n-best list; decode() keeps the first)."""
+    candidates, best first by the length-penalised score (the n-best list; decode() keeps the first).
+    processors: applied before the options' own; a TokenHistory follows the beams (reordered with them)."""
     check_prompts(prompts, options.max_new_tokens, model.max_seq_len)
     device = device_of(model)
     N, T, K = len(prompts), max(len(row) for row in prompts), options.beam_size
-    processors = make_processors(options, model.vocab_size)  # temperature 0: suppression and the penalty only
+    # temperature 0: the options add suppression and the penalty only
+    processors = [*processors, *make_processors(options, model.vocab_size)]
+    history = TokenHistory(N * K, options.max_new_tokens, device) if needs_history(processors) else None
     step = _compiled_step() if options.compile else _step
 
     idx, mask = left_pad(prompts, device)
@@ -267,13 +296,14 @@ def beam_search(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], op
         logits = logits.index_select(0, rows)
         seen = seen.index_select(0, rows) if seen is not None else None
         for i in range(options.max_new_tokens):
-            logits = logits.float()
-            for processor in processors:
-                logits = processor(logits, seen)
+            logits = apply_processors(processors, logits.float(), seen, history)
             sources, tokens = search.update(logits)  # (N*K,) rows the new beams extend, (N*K,) their tokens
             if search.done or i == options.max_new_tokens - 1:
                 break
             cache.reorder(sources)
+            if history is not None:
+                history.reorder(sources)
+                history.append(tokens)
             if seen is not None:
                 seen = seen.index_select(0, sources)
                 seen[torch.arange(N * K, device=device), tokens] = True
@@ -398,8 +428,55 @@ def _ranked(top: list[float], flat: list[int], scores: torch.Tensor):
 
 
 class LogitProcessor:
+    """One rule on the next-token logits, called as processor(logits, seen).
+
+    needs_history: the rule depends on each row's tokens generated so far (not the prompt) or on the step
+    index; it is then called as processor(logits, seen, history) with a TokenHistory (False: never built).
+    reshapes: the rule only reshapes the distribution for sampling (temperature, top-k, top-p, min-p) rather
+    than deciding what may come next; log-probs (sample(logprobs=True)) are taken before such rules.
+    """
+
+    needs_history = False
+    reshapes = False
+
     def __call__(self, logits: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+
+class TokenHistory:
+    """The tokens each row has generated so far, for processors with needs_history: `tokens` (B, step) and
+    `step`, the index of the token about to be chosen (0 at the first). Beam search reorders it with the
+    beams, so row r is always row r's own hypothesis. Rows that already finished keep growing with whatever
+    they are fed; their output is ignored."""
+
+    def __init__(self, batch: int, max_len: int, device):
+        self.buffer = torch.zeros(batch, max_len, dtype=torch.long, device=device)
+        self.step = 0
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        return self.buffer[:, :self.step]
+
+    def append(self, tokens: torch.Tensor):
+        self.buffer[:, self.step] = tokens
+        self.step += 1
+
+    def reorder(self, indices: torch.Tensor):
+        self.buffer = self.buffer.index_select(0, indices)
+
+
+def needs_history(processors: Sequence[LogitProcessor]) -> bool:
+    return any(getattr(p, "needs_history", False) for p in processors)
+
+
+def apply_processors(processors: Sequence[LogitProcessor], logits: torch.Tensor, seen: torch.Tensor | None,
+                     history: TokenHistory | None = None) -> torch.Tensor:
+    for processor in processors:
+        if getattr(processor, "needs_history", False):
+            logits = processor(logits, seen, history)
+        else:
+            logits = processor(logits, seen)
+    return logits
 
 
 class SuppressTokens(LogitProcessor):
@@ -429,6 +506,8 @@ class RepetitionPenalty(LogitProcessor):
 class Temperature(LogitProcessor):
     """softmax(logits / T): T < 1 sharpens the distribution, T > 1 flattens it."""
 
+    reshapes = True
+
     def __init__(self, temperature: float):
         self.temperature = temperature
 
@@ -438,6 +517,8 @@ class Temperature(LogitProcessor):
 
 class TopK(LogitProcessor):
     """Keep exactly the k largest logits (ties at the boundary broken by torch.topk), mask the rest."""
+
+    reshapes = True
 
     def __init__(self, k: int):
         self.k = k
@@ -451,6 +532,8 @@ class TopK(LogitProcessor):
 class TopP(LogitProcessor):
     """Nucleus sampling (Holtzman et al., 2020): keep the smallest set of most likely tokens whose total
     probability is >= p. A token is dropped when the tokens ranked above it already reach p."""
+
+    reshapes = True
 
     def __init__(self, p: float):
         self.p = p
@@ -466,6 +549,8 @@ class TopP(LogitProcessor):
 class MinP(LogitProcessor):
     """min-p sampling (Nguyen et al., 2024): keep tokens with probability >= min_p * the top probability, a
     cut-off that scales with the model's confidence."""
+
+    reshapes = True
 
     def __init__(self, min_p: float):
         self.min_p = min_p
@@ -531,7 +616,8 @@ class Sampler:
 
 class TokenState:
     """One row's (or one beam hypothesis's) output: its new token ids and why it finished. It finishes at the
-    end-of-text id, if the model has one. Beam search sets sum_logprob (of the new tokens) and score."""
+    end-of-text id, if the model has one. Beam search sets sum_logprob (of the new tokens) and score;
+    sample(logprobs=True) sets sum_logprob."""
 
     def __init__(self, eot_id: int | None = None):
         self.eot_id = eot_id
