@@ -1,1 +1,2 @@
-"""zoo.speech: Whisper-style multitask speech (not built yet; see the README status table)."""
+"""zoo.speech: a Whisper-style multitask speech model (transcribe, translate to English, language ID,
+no-speech) on the shared backbone, trained on speech it synthesises with eSpeak NG."""

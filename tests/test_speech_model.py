@@ -1,0 +1,138 @@
+"""The Whisper-style model on the backbone: clip-length encoding with padding masks, cached decoding against
+teacher forcing, the multitask targets, the joint CTC loss."""
+
+import pytest
+import torch
+
+import zoo
+from zoo.speech import recipe
+from zoo.speech.tokenizer import WhisperTokenizer
+from zoo.speech.whisper import Whisper, WhisperConfig, decoder_backbone, encoder_backbone
+
+
+def tiny(ctc_weight: float = 0.0, vocab_size: int = 64) -> Whisper:
+    torch.manual_seed(0)
+    small = dict(dim=32, n_layers=2, n_heads=4)
+    return Whisper(WhisperConfig(vocab_size=vocab_size, ctc_weight=ctc_weight, encoder=encoder_backbone(**small),
+                                 decoder=decoder_backbone(**small))).eval()
+
+
+def test_a_clip_keeps_its_length_and_padding_changes_nothing():
+    model = tiny()
+    short, long = torch.randn(1, 80, 300), torch.randn(1, 80, 411)  # 3 s and 4.11 s of 10 ms frames
+    alone, mask = model.embed_audio(short)
+    assert alone.shape == (1, 150, 32) and mask is None  # 20 ms encoder frames, no padding to 30 s
+    batch = torch.full((2, 80, 411), recipe.MEL_PAD)
+    batch[0, :, :300], batch[1] = short[0], long[0]
+    mel_mask = torch.zeros(2, 411, dtype=torch.bool)
+    mel_mask[0, :300], mel_mask[1] = True, True
+    features, audio_mask = model.embed_audio(batch, mel_mask)
+    assert audio_mask.sum(1).tolist() == [150, 206]
+    # padding is the convolution's own zero padding and is masked out of attention: the clip alone, to rounding
+    torch.testing.assert_close(features[0, :150], alone[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(features[1], model.embed_audio(long)[0][0], atol=1e-5, rtol=1e-5)
+
+
+def test_cached_decoding_equals_teacher_forcing_over_padded_audio():
+    model = tiny()
+    mel, mel_mask = torch.randn(2, 80, 200), torch.ones(2, 200, dtype=torch.bool)
+    mel_mask[1, 120:] = False
+    tokens = torch.randint(0, 64, (2, 6))
+    with torch.no_grad():
+        audio, audio_mask = model.embed_audio(mel, mel_mask)
+        full = model.logits(tokens, audio, audio_mask)
+        cache = model.make_cache(2, 8)
+        steps = [model.prefill(tokens[:, :3], None, cache, audio_features=audio, audio_mask=audio_mask)]
+        steps += [model.step(tokens[:, t:t + 1], cache) for t in range(3, 6)]
+    torch.testing.assert_close(torch.stack(steps, 1), full[:, 2:], atol=1e-5, rtol=1e-5)
+
+
+def test_bad_input_names_the_model_and_shapes():
+    model = tiny()
+    with pytest.raises(ValueError, match=r"Whisper expects log-mel frames of shape \(B, 80, T\)"):
+        model.embed_audio(torch.randn(80, 100))
+    with pytest.raises(ValueError, match="at most 3000 mel frames"):
+        model.embed_audio(torch.randn(1, 80, 3002))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return WhisperTokenizer.train(["the cat sat", "el gato", "le chat", "die katze", "猫坐着"], 1900,
+                                  ["en", "es", "fr", "de", "zh"])
+
+
+def test_multitask_targets(tokenizer):
+    row = {"no_speech": False, "language": "es", "text": "el gato", "translation": "the cat"}
+    inputs, labels = recipe.target_tokens(tokenizer, row, "translate")
+    assert inputs[:4] == tokenizer.sot_sequence("es", "translate")
+    assert labels[0] == tokenizer.language_token("es")  # language identification is learned
+    assert labels[1:3] == [recipe.IGNORE] * 2  # the task and <|notimestamps|> are given, never predicted
+    assert tokenizer.decode(labels[3:-1]) == "the cat" and labels[-1] == tokenizer.eot
+    assert len(inputs) == len(labels)
+    silence = {"no_speech": True, "language": None, "text": "", "translation": ""}
+    assert recipe.target_tokens(tokenizer, silence, "transcribe") == (
+        [tokenizer.sot, tokenizer.no_speech], [tokenizer.no_speech, tokenizer.eot])
+
+
+def test_task_choice_is_a_function_of_the_index():
+    english, spanish = {"no_speech": False, "language": "en"}, {"no_speech": False, "language": "es"}
+    assert {recipe.choose_task(english, i, 0.5) for i in range(100)} == {"transcribe"}
+    tasks = [recipe.choose_task(spanish, i, 0.5) for i in range(1000)]
+    assert tasks == [recipe.choose_task(spanish, i, 0.5) for i in range(1000)]
+    assert 0.45 < tasks.count("translate") / 1000 < 0.55
+
+
+def test_joint_ctc_loss_is_finite_with_empty_targets_and_trains_the_encoder():
+    model = tiny(ctc_weight=0.3).train()
+    batch, _ = recipe.example_batch(model, torch.Generator().manual_seed(0))
+    batch["ctc_length"][2] = 0  # a no-speech clip: an empty transcript, all blanks
+    loss, metrics = recipe.loss(model, batch)
+    assert torch.isfinite(loss) and set(metrics) == {"ce", "ctc"}
+    assert loss.item() == pytest.approx(0.7 * metrics["ce"].item() + 0.3 * metrics["ctc"].item(), rel=1e-5)
+    loss.backward()
+    assert model.ctc_head.weight.grad.abs().sum() > 0 and model.conv1.weight.grad.abs().sum() > 0
+
+
+def test_named_sizes_have_whispers_dimensions():
+    tiny_config = zoo.load("whisper-tiny").config
+    assert (tiny_config.encoder.dim, tiny_config.encoder.n_layers, tiny_config.encoder.n_heads) == (384, 4, 6)
+    assert tiny_config.encoder.mlp_hidden == 1536 and tiny_config.vocab_size == 51865
+    base = zoo.load("whisper-base").config
+    assert (base.decoder.dim, base.decoder.n_layers, base.decoder.n_heads) == (512, 6, 8)
+
+
+@pytest.mark.slow
+def test_the_family_trains_evaluates_and_transcribes_end_to_end(tmp_path, capsys, zoo_home):
+    """A few steps of `zoo train whisper-cpu` on a tiny synthesised corpus, then `zoo eval` and `zoo transcribe`
+    through the CLI: every stage runs and reports what it should (quality is the recipe's job, not this test's)."""
+    import json
+
+    from zoo.cli import main
+    from zoo.speech.data import SpeechCorpusConfig, build_corpus
+
+    tiny_recipe = ["--set", "data.corpus.train_clips=12", "--set", "data.corpus.val_clips=6", "--set",
+                   "data.corpus.test_clips=8", "--set", "data.corpus.test_unseen_clips=4", "--set",
+                   "data.quick_eval_clips=4", "--set", "model.encoder.n_layers=1", "--set", "model.decoder.n_layers=1",
+                   "--set", "model.encoder.dim=32", "--set", "model.decoder.dim=32", "--set", "model.encoder.n_heads=2",
+                   "--set", "model.decoder.n_heads=2", "--set", "train.batch_size=4",
+                   "--set", "train.eval_every=2", "--set", "train.log_every=1", "--set", "train.tensorboard=false"]
+    out = tmp_path / "run"
+    assert main(["train", "whisper-cpu", "--out", str(out), "--steps", "3", *tiny_recipe]) == 0
+    metrics = json.loads(capsys.readouterr().out.splitlines()[-1])
+    languages = ("en", "es", "fr", "de")
+    assert {f"wer_{lang}" for lang in languages} | {"cer_zh", "bleu", "chrf", "language_accuracy",
+                                                    "no_speech_accuracy", "real_time_factor"} <= set(metrics)
+    assert {f"wer_{lang}_unseen" for lang in languages} <= set(metrics)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert {"ce", "ctc"} <= set(log[0]) and any("val_language_accuracy" in r for r in log)
+    assert (out / "language_confusion.png").stat().st_size > 1000
+
+    assert main(["eval", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]).keys() == metrics.keys()
+    corpus = build_corpus(SpeechCorpusConfig(train_clips=12, val_clips=6, test_clips=8, test_unseen_clips=4),
+                          zoo_home / "cache" / "speech")  # the corpus training built, from the cache
+    wav = next((corpus / "test").glob("*.wav"))
+    assert main(["transcribe", str(out), str(wav), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["file"] == str(wav) and result["language"] in ("en", "es", "fr", "de", "zh")
+    assert isinstance(result["text"], str) and isinstance(result["segments"], list)

@@ -1,0 +1,303 @@
+"""How the trainer feeds and scores the Whisper-style model: data settings, the multitask training targets,
+the loss (cross-entropy, optionally joint with CTC), and evaluation (WER, CER, BLEU, language ID, no-speech).
+
+These are the functions the `whisper` Family registers (zoo/speech/whisper.py); the trainer calls nothing else.
+
+Training targets follow Whisper's multitask format (Radford et al., 2022, fig. 1): the decoder reads
+    <|startoftranscript|> <|xx|> <|transcribe|> or <|translate|> <|notimestamps|> text ...
+and predicts the language token (language identification), then the text and <|endoftext|>; the task and
+<|notimestamps|> tokens are instructions, given and never predicted (their labels are ignored). A clip with
+no speech reads <|startoftranscript|> and must predict <|nospeech|> then <|endoftext|>, so the distribution
+right after <|startoftranscript|> is both the language detector and the no-speech detector.
+"""
+
+import dataclasses
+import functools
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from zoo.data.collate import pad_collate
+from zoo.registry import TrainingData
+from zoo.speech.audio import load_audio, log_mel_spectrogram
+from zoo.speech.data import SpeechCorpusConfig, build_corpus, read_manifest
+from zoo.speech.tokenizer import WhisperTokenizer
+from zoo.utils import written_atomically
+
+IGNORE = -100  # label padding and instruction tokens: cross_entropy's ignore_index
+MEL_PAD = 0.0  # padded log-mel frames: the stem convolution's own zero padding, so a clip's features are the
+# same padded in a batch or alone (the encoder's attention mask hides the padded frames)
+FEATURES_VERSION = 1  # bump when the log-mel front end changes (cache key)
+SPLITS = ("train", "val", "test", "test_unseen")
+
+
+@dataclass
+class SpeechDataConfig:
+    corpus: SpeechCorpusConfig = field(default_factory=SpeechCorpusConfig)
+    vocab_size: int = 3072  # the whole vocabulary: BPE pieces (~1,550) + specials + 1501 timestamps
+    translate_share: float = 0.5  # share of the non-English training clips taught to translate into English
+    quick_eval_clips: int = 96  # clips decoded by the evaluations during training
+    eval_beam_size: int | None = None  # None: greedy decoding in evaluations
+
+    def __post_init__(self):
+        if not 0.0 <= self.translate_share <= 1.0:
+            raise ValueError(f"data.translate_share must be in [0, 1], got {self.translate_share}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# features: every clip's log-mel computed once, cached beside the corpus
+
+
+class MelClips:
+    """The log-mel frames (T, n_mels) of every clip of one split plus its manifest row, from one cached file."""
+
+    def __init__(self, mel: torch.Tensor, offsets: torch.Tensor, rows: list[dict]):
+        self.mel, self.offsets, self.rows = mel, offsets, rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def frames(self, i: int) -> torch.Tensor:
+        return self.mel[self.offsets[i]:self.offsets[i + 1]].float()  # (T, n_mels)
+
+
+def mel_clips(corpus_dir: Path, split: str) -> MelClips:
+    """Log-mel features of a split, computed on first use and cached (fp16, one safetensors file)."""
+    from safetensors.torch import load_file, save_file
+    from tqdm import tqdm
+
+    rows = read_manifest(corpus_dir, split)
+    cache = corpus_dir / f"{split}.mel-v{FEATURES_VERSION}.safetensors"
+    if not cache.exists():
+        mels = [log_mel_spectrogram(load_audio(corpus_dir / row["audio"])).T.half()
+                for row in tqdm(rows, desc=f"log-mel {split}", unit="clip", disable=len(rows) < 200)]
+        offsets = torch.tensor([0, *np.cumsum([len(m) for m in mels])], dtype=torch.long)
+        with written_atomically(cache) as tmp:
+            save_file({"mel": torch.cat(mels), "offsets": offsets}, str(tmp))
+    tensors = load_file(str(cache))
+    return MelClips(tensors["mel"], tensors["offsets"], rows)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the multitask targets
+
+
+def target_tokens(tokenizer: WhisperTokenizer, row: dict, task: str) -> tuple[list[int], list[int]]:
+    """(decoder input, labels) for one clip and task, in Whisper's layout (see the module docstring)."""
+    if row["no_speech"]:
+        return [tokenizer.sot, tokenizer.no_speech], [tokenizer.no_speech, tokenizer.eot]
+    prompt = tokenizer.sot_sequence(row["language"], task, timestamps=False)  # sot, lang, task, notimestamps
+    text = tokenizer.encode((row["translation"] if task == "translate" else row["text"]).strip())
+    inputs = prompt + text
+    # after sot: predict the language; after the language and task tokens: nothing (instructions)
+    labels = [prompt[1]] + [IGNORE] * (len(prompt) - 2) + text + [tokenizer.eot]
+    return inputs, labels
+
+
+def choose_task(row: dict, index: int, translate_share: float) -> str:
+    """transcribe, or (for non-English speech, a translate_share of the time) translate: a pure function of the
+    item index, so every epoch sees both tasks for a clip and resume sees the same choice."""
+    if row["no_speech"] or row["language"] == "en" or translate_share == 0:
+        return "transcribe"
+    draw = int(hashlib.sha256(f"task:{index}".encode()).hexdigest()[:8], 16) / 16**8
+    return "translate" if draw < translate_share else "transcribe"
+
+
+class SpeechItems:
+    """Training items: item i is clip i mod n of the split with the task chosen for i (see choose_task)."""
+
+    def __init__(self, clips: MelClips, tokenizer: WhisperTokenizer, translate_share: float):
+        self.clips, self.tokenizer, self.translate_share = clips, tokenizer, translate_share
+
+    def __len__(self):
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.clips.rows[i]
+        task = choose_task(row, i, self.translate_share)
+        inputs, labels = target_tokens(self.tokenizer, row, task)
+        transcript = [] if row["no_speech"] else self.tokenizer.encode(row["text"].strip())
+        return {"mel": self.clips.frames(i), "tokens": torch.tensor(inputs), "labels": torch.tensor(labels),
+                "ctc_targets": torch.tensor(transcript or [0], dtype=torch.long),
+                "ctc_length": torch.tensor(len(transcript))}
+
+
+collate = functools.partial(pad_collate, pad={"mel": MEL_PAD, "tokens": 0, "labels": IGNORE, "ctc_targets": 0})
+
+
+def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=None) -> TrainingData:
+    """The built-in synthesised corpus (path None) or a corpus directory with the same manifests; the BPE is
+    trained on the training transcripts and translations (or a trained model's tokenizer is reused)."""
+    corpus_dir = Path(path) if path is not None else build_corpus(data_config.corpus, Path(cache_dir) / "speech")
+    splits = {split: mel_clips(corpus_dir, split) for split in ("train", "val")}
+    tokenizer = getattr(model, "tokenizer", None) if model is not None else None
+    if tokenizer is None:
+        rows = splits["train"].rows
+        texts = [r["text"] for r in rows if not r["no_speech"]] + [r["translation"] for r in rows if not r["no_speech"]]
+        languages = sorted({r["language"] for r in rows if not r["no_speech"]})
+        tokenizer = WhisperTokenizer.train(texts, data_config.vocab_size, languages)
+    if model is None:
+        config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
+    train = SpeechItems(splits["train"], tokenizer, data_config.translate_share)
+    val = SpeechItems(splits["val"], tokenizer, data_config.translate_share)
+    val.corpus_dir = corpus_dir  # evaluation reads the test splits from here too
+    return TrainingData(train, val, config, extras={"tokenizer": tokenizer})
+
+
+def example_batch(model, generator: torch.Generator) -> tuple[dict, dict]:
+    """Three clips of different lengths (so the batch is padded) with random targets, for the cross-model
+    tests; no frozen modules."""
+    n_mels, vocab = model.config.n_mels, model.config.vocab_size
+    items = []
+    for frames, length in ((40, 5), (64, 7), (23, 3)):
+        tokens = torch.randint(0, vocab, (length + 1,), generator=generator)
+        items.append({"mel": torch.randn(frames, n_mels, generator=generator), "tokens": tokens[:-1],
+                      "labels": tokens[1:], "ctc_targets": tokens[1:], "ctc_length": torch.tensor(length)})
+    return collate(items), {}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the loss
+
+
+def loss(model, batch: dict):
+    """Cross-entropy of the decoder's next-token predictions (mean over predicted tokens), plus with
+    config.ctc_weight > 0 the encoder's CTC loss on the transcript (joint CTC-attention, Watanabe et al., 2017):
+    (1 - w) * CE + w * CTC."""
+    mel, mel_mask = batch["mel"].transpose(-1, -2), batch["mel_mask"]
+    audio, audio_mask = model.embed_audio(mel, mel_mask)
+    logits = model.logits(batch["tokens"], audio, audio_mask)
+    ce = F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE)
+    weight = model.config.ctc_weight
+    if weight == 0:
+        return ce, {"ce": ce.detach()}
+    log_probs = model.ctc_head(audio).float().log_softmax(-1).transpose(0, 1)  # (S, B, V + 1)
+    frames = audio_mask.sum(1) if audio_mask is not None else torch.full((audio.shape[0],), audio.shape[1])
+    lengths = batch["ctc_length"]
+    per_clip = F.ctc_loss(log_probs, batch["ctc_targets"], frames, lengths, blank=model.config.vocab_size,
+                          reduction="none", zero_infinity=True)  # a no-speech clip's target is empty: all blanks
+    ctc = (per_clip / lengths.clamp(min=1)).mean()  # per target token, as reduction="mean" (which divides by 0)
+    return (1 - weight) * ce + weight * ctc, {"ce": ce.detach(), "ctc": ctc.detach()}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# evaluation
+
+
+@torch.inference_mode()
+def teacher_forced_loss(model, items: SpeechItems, indices: list[int], batch_size: int = 32) -> float:
+    """The training loss's cross-entropy on the given items: mean over every predicted token."""
+    device = next(model.parameters()).device
+    nll, count = 0.0, 0
+    for start in range(0, len(indices), batch_size):
+        batch = collate([items[i] for i in indices[start:start + batch_size]])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        audio, audio_mask = model.embed_audio(batch["mel"].transpose(-1, -2), batch["mel_mask"])
+        logits = model.logits(batch["tokens"], audio, audio_mask)
+        nll += F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE,
+                               reduction="sum").item()
+        count += int((batch["labels"] != IGNORE).sum())
+    return nll / count
+
+
+def decode_clips(model, clips: MelClips, indices: list[int], task: str, beam_size: int | None,
+                 batch_size: int = 32) -> list:
+    """zoo.speech.decoding results for the clips, language detected per clip, no timestamps."""
+    from zoo.speech.decoding import DecodingOptions, decode
+
+    options = DecodingOptions(task=task, without_timestamps=True, beam_size=beam_size)
+    device = next(model.parameters()).device
+    results = []
+    for start in range(0, len(indices), batch_size):
+        mels = [clips.frames(i).T.to(device) for i in indices[start:start + batch_size]]
+        results += decode(model, mels, options)
+    return results
+
+
+def is_silence(result, no_speech_threshold: float = 0.6, logprob_threshold: float = -1.0) -> bool:
+    """Whisper's rule for a window with nobody speaking (transcribe(): no text is kept)."""
+    return result.no_speech_prob > no_speech_threshold and result.avg_logprob < logprob_threshold
+
+
+def score_split(model, clips: MelClips, indices: list[int], data_config: SpeechDataConfig, suffix: str = "",
+                translate: bool = True) -> tuple[dict, list[tuple[str, str]]]:
+    """Transcription (and translation) quality on the clips: error rates per language, BLEU and chrF,
+    language identification, no-speech detection, hallucinations, real-time factor. Also returns the
+    (true, predicted) language pairs for the confusion matrix ("-" for no speech)."""
+    import time
+
+    from zoo.speech.metrics import CHARACTER_LANGUAGES, error_rate, translation_scores
+
+    rows = [clips.rows[i] for i in indices]
+    start = time.perf_counter()
+    heard = decode_clips(model, clips, indices, "transcribe", data_config.eval_beam_size)
+    speech = [k for k, row in enumerate(rows) if not row["no_speech"]]
+    foreign = [k for k in speech if rows[k]["language"] != "en"]
+    translated = decode_clips(model, clips, [indices[k] for k in foreign], "translate",
+                              data_config.eval_beam_size) if translate and foreign else []
+    seconds = time.perf_counter() - start
+    silent = [is_silence(r) for r in heard]
+    texts = ["" if quiet else r.text for r, quiet in zip(heard, silent)]
+    metrics: dict[str, float] = {}
+    for language in sorted({rows[k]["language"] for k in speech}):
+        chosen = [k for k in speech if rows[k]["language"] == language]
+        kind = "cer" if language in CHARACTER_LANGUAGES else "wer"
+        metrics[f"{kind}_{language}{suffix}"] = error_rate([rows[k]["text"] for k in chosen],
+                                                           [texts[k] for k in chosen], language)
+    if translated:
+        scores = translation_scores([rows[k]["translation"] for k in foreign], [r.text for r in translated])
+        metrics.update({f"{name}{suffix}": value for name, value in scores.items()})
+    if speech:
+        metrics[f"language_accuracy{suffix}"] = sum(heard[k].language == rows[k]["language"]
+                                                    for k in speech) / len(speech)
+    quiet_rows = [k for k, row in enumerate(rows) if row["no_speech"]]
+    if quiet_rows:
+        true_positive = sum(silent[k] for k in quiet_rows)
+        metrics[f"no_speech_recall{suffix}"] = true_positive / len(quiet_rows)
+        metrics[f"no_speech_precision{suffix}"] = true_positive / max(1, sum(silent))
+        metrics[f"hallucination_rate{suffix}"] = sum(bool(texts[k]) for k in quiet_rows) / len(quiet_rows)
+    metrics[f"no_speech_accuracy{suffix}"] = sum(s == row["no_speech"] for s, row in zip(silent, rows)) / len(rows)
+    audio_seconds = sum(row["duration"] for row in rows)
+    metrics[f"real_time_factor{suffix}"] = seconds / audio_seconds
+    pairs = [("-" if row["no_speech"] else row["language"], "-" if quiet else r.language)
+             for row, r, quiet in zip(rows, heard, silent)]
+    return metrics, pairs
+
+
+def save_language_confusion(pairs: list[tuple[str, str]], path: Path):
+    from zoo.plots import save_confusion_matrix
+
+    names = sorted({name for pair in pairs for name in pair} - {"-"}) + ["-"]
+    confusion = torch.zeros(len(names), len(names), dtype=torch.long)
+    for true, predicted in pairs:
+        confusion[names.index(true), names.index(predicted)] += 1
+    save_confusion_matrix(confusion, [n if n != "-" else "no speech" for n in names], path)
+
+
+def evaluate(model, data: TrainingData, data_config: SpeechDataConfig, out_dir=None, quick: bool = False) -> dict:
+    """During training (quick): val_loss and the decoded quality of the first quick_eval_clips validation
+    clips. Full (export, `zoo eval`): val_loss on the validation split, then everything on the held-out test
+    split and, with the suffix _unseen, on the test sentences made of words never seen in training; with
+    out_dir, language_confusion.png."""
+    from zoo.utils import eval_mode
+
+    val: SpeechItems = data.val
+    with eval_mode(model):
+        if quick:
+            indices = list(range(min(len(val), data_config.quick_eval_clips)))
+            metrics, _ = score_split(model, val.clips, indices, data_config, translate=False)
+            return {"val_loss": teacher_forced_loss(model, val, indices), **metrics}
+        metrics = {"val_loss": teacher_forced_loss(model, val, list(range(len(val))))}
+        test = mel_clips(val.corpus_dir, "test")
+        scores, pairs = score_split(model, test, list(range(len(test))), data_config)
+        metrics.update(scores)
+        unseen = mel_clips(val.corpus_dir, "test_unseen")
+        metrics.update(score_split(model, unseen, list(range(len(unseen))), data_config, suffix="_unseen",
+                                   translate=False)[0])
+    if out_dir is not None:
+        save_language_confusion(pairs, Path(out_dir) / "language_confusion.png")
+    return metrics

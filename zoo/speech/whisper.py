@@ -1,0 +1,225 @@
+"""A Whisper-style encoder-decoder on the shared backbone (Radford et al., 2022, "Robust Speech Recognition via
+Large-Scale Weak Supervision", sec. 2.2 and fig. 1).
+
+    log-mel (B, 80, T) -> conv(3, stride 1) -> GELU -> conv(3, stride 2) -> GELU    (B, S = ceil(T/2), d)
+                       -> + sinusoidal positions -> zoo.nn.Transformer (bidirectional) -> audio features
+    tokens (B, L) -> embedding -> zoo.nn.Transformer (causal, RoPE, cross-attention to the audio features)
+                  -> tied head -> next-token logits (B, L, V)
+
+One decoder does every task through its prompt (<|startoftranscript|><|xx|><|transcribe|> or <|translate|>
+<|notimestamps|> ...): language identification is the token after <|startoftranscript|>, and no-speech is
+<|nospeech|> in that place. Clips keep their own length (a 3 s clip is 150 encoder frames, not 1500): the
+encoder attends with a padding mask instead of to 27 s of silence.
+
+Differences from the paper's model, each a choice of zoo's backbone: the decoder uses RoPE instead of learned
+positions (so the text context is not tied to 448 learned rows); the named sizes with Whisper's dimensions
+keep its LayerNorm + GELU MLP + biases, the CPU recipe uses the backbone's defaults (RMSNorm, GeGLU). An
+optional CTC head on the encoder (Graves et al., 2006) trains jointly with the decoder's cross-entropy (the
+joint CTC-attention objective, Watanabe et al., 2017, "Hybrid CTC/Attention Architecture for End-to-End
+Speech Recognition"): it forces the encoder to align sounds with text early in training.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.checkpoint import PretrainedMixin
+from zoo.nn import Transformer, TransformerConfig
+from zoo.registry import Family, register_family, register_model
+from zoo.speech import recipe
+from zoo.speech.commands import TRANSCRIBE
+
+MAX_AUDIO_FRAMES = 1500  # encoder frames of a 30 s window: 3000 mel frames (10 ms hop) after the stride-2 stem
+MAX_TEXT_TOKENS = 448  # Whisper's text context
+
+
+def encoder_backbone(**fields) -> TransformerConfig:
+    """The audio encoder: bidirectional, absolute sinusoidal positions added by the model (positions='none')."""
+    return TransformerConfig(**{**dict(dim=256, n_layers=4, n_heads=4, causal=False, positions="none",
+                                       max_seq_len=MAX_AUDIO_FRAMES), **fields})
+
+
+def decoder_backbone(**fields) -> TransformerConfig:
+    """The text decoder: causal, RoPE, cross-attention to the audio features."""
+    return TransformerConfig(**{**dict(dim=256, n_layers=4, n_heads=4, causal=True, positions="rope",
+                                       cross_attention=True, max_seq_len=MAX_TEXT_TOKENS), **fields})
+
+
+@dataclass
+class WhisperConfig:
+    n_mels: int = 80
+    vocab_size: int = 51865  # set from the tokenizer when training
+    ctc_weight: float = 0.0  # weight of the encoder's CTC loss in the joint objective (0: no CTC head)
+    encoder: TransformerConfig = field(default_factory=encoder_backbone)
+    decoder: TransformerConfig = field(default_factory=decoder_backbone)
+
+    def __post_init__(self):
+        e, d = self.encoder, self.decoder
+        if self.n_mels < 1 or self.vocab_size < 1:
+            raise ValueError(f"WhisperConfig.n_mels and vocab_size must be >= 1, got {self.n_mels}, {self.vocab_size}")
+        if not 0.0 <= self.ctc_weight < 1.0:
+            raise ValueError(f"WhisperConfig.ctc_weight must be in [0, 1), got {self.ctc_weight}")
+        if e.causal or e.cross_attention or e.positions != "none":
+            raise ValueError("WhisperConfig.encoder must be bidirectional (causal=False), without cross-attention, "
+                             "with positions='none' (the model adds sinusoidal positions)")
+        if not d.causal or not d.cross_attention or d.positions == "rope2d":
+            raise ValueError("WhisperConfig.decoder must be causal with cross_attention=True and 1-D positions")
+        if (d.context_dim or d.dim) != e.dim:
+            raise ValueError(f"WhisperConfig.decoder.context_dim={d.context_dim or d.dim} must equal "
+                             f"encoder.dim={e.dim} (cross-attention reads the audio features)")
+
+
+def sinusoids(length: int, dim: int, max_timescale: float = 10000.0) -> torch.Tensor:
+    """Transformer sinusoidal positions (Vaswani et al., 2017, sec. 3.5), Whisper's encoder positions: (length, dim)."""
+    increment = math.log(max_timescale) / (dim // 2 - 1)
+    inv_timescales = torch.exp(-increment * torch.arange(dim // 2))
+    angles = torch.arange(length)[:, None] * inv_timescales[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class Whisper(nn.Module, PretrainedMixin):
+    def __init__(self, config: WhisperConfig):
+        super().__init__()
+        self.config = c = config
+        e, d = c.encoder, c.decoder
+        self.conv1 = nn.Conv1d(c.n_mels, e.dim, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(e.dim, e.dim, kernel_size=3, stride=2, padding=1)  # 10 ms -> 20 ms per frame
+        self.register_buffer("audio_positions", sinusoids(e.max_seq_len, e.dim), persistent=False)
+        self.encoder = Transformer(e)
+        self.embed = nn.Embedding(c.vocab_size, d.dim)
+        self.decoder = Transformer(d)
+        self.head = nn.Linear(d.dim, c.vocab_size, bias=False)
+        self.head.weight = self.embed.weight  # tied, as Whisper's decoder
+        nn.init.normal_(self.embed.weight, std=0.02)
+        # CTC over the text vocabulary plus one blank (the last class)
+        self.ctc_head = nn.Linear(e.dim, c.vocab_size + 1) if c.ctc_weight > 0 else None
+        self.tokenizer = None  # attached by training / zoo.load (saved beside the weights)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.config.decoder.max_seq_len
+
+    # ------------------------------------------------------------------------------------------- encoder
+
+    def embed_audio(self, mel: torch.Tensor, mel_mask: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """mel (B, n_mels, T) log-mel frames, mel_mask (B, T) True for real frames (right padding) ->
+        audio features (B, S, d) and their mask (B, S), S = ceil(T / 2)."""
+        c = self.config
+        if mel.dim() != 3 or mel.shape[1] != c.n_mels:
+            raise ValueError(f"Whisper expects log-mel frames of shape (B, {c.n_mels}, T), got {tuple(mel.shape)}")
+        if mel_mask is not None and mel_mask.shape != (mel.shape[0], mel.shape[2]):
+            raise ValueError(f"Whisper expects mel_mask of shape (B, T) = {(mel.shape[0], mel.shape[2])}, "
+                             f"got {tuple(mel_mask.shape)}")
+        x = F.gelu(self.conv1(mel))
+        x = F.gelu(self.conv2(x)).transpose(1, 2)  # (B, S, d)
+        S = x.shape[1]
+        if S > c.encoder.max_seq_len:
+            raise ValueError(f"Whisper expects at most {2 * c.encoder.max_seq_len} mel frames "
+                             f"({c.encoder.max_seq_len} encoder frames, 30 s), got {mel.shape[2]}; "
+                             f"longer audio goes through transcribe(), window by window")
+        mask = mel_mask[:, ::2] if mel_mask is not None else None  # frame s of the stride-2 conv is centred on 2s
+        if mask is not None and bool(mask.all()):
+            mask = None  # no padding: SDPA's unmasked path
+        x = x + self.audio_positions[:S].to(x.dtype)
+        return self.encoder(x, mask=mask), mask
+
+    # ------------------------------------------------------------------------------------------- decoder
+
+    def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor,
+               audio_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher forcing: tokens (B, L), right-padded -> next-token logits (B, L, V). Right padding needs no
+        mask: causal attention never looks ahead."""
+        if tokens.dim() != 2 or tokens.shape[0] != audio_features.shape[0]:
+            raise ValueError(f"Whisper expects decoder tokens of shape (B, L) with B={audio_features.shape[0]}, "
+                             f"got {tuple(tokens.shape)}")
+        x = self.decoder(self.embed(tokens), context=audio_features, context_mask=audio_mask)
+        return self.head(x)
+
+    def forward(self, mel: torch.Tensor, tokens: torch.Tensor, mel_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_mels, T) log-mel, (B, L) decoder input tokens -> (B, L, V) logits."""
+        audio, audio_mask = self.embed_audio(mel, mel_mask)
+        return self.logits(tokens, audio, audio_mask)
+
+    # ------------------------------------------------------------- zoo.decoding.AutoregressiveModel
+
+    def make_cache(self, batch: int, max_len: int | None = None):
+        return self.decoder.make_cache(batch, max_len or self.max_seq_len)
+
+    def prefill(self, tokens: torch.Tensor, mask: torch.Tensor | None, cache, audio_features: torch.Tensor,
+                audio_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) left-padded prompts over the audio features -> (B, V) logits of each prompt's next token. The
+        cross-attention keys/values of the audio are computed here, once, and kept in the cache."""
+        x = self.decoder(self.embed(tokens), mask=mask, cache=cache, context=audio_features, context_mask=audio_mask)
+        return self.head(x[:, -1])
+
+    def step(self, tokens: torch.Tensor, cache) -> torch.Tensor:
+        """(B, 1) new tokens -> (B, V) next-token logits, appended to the cache."""
+        return self.head(self.decoder(self.embed(tokens), cache=cache)[:, -1])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Registration: the family contract (zoo/registry.py) and the named sizes.
+
+def _save_tokenizer(model: Whisper, directory):
+    if model.tokenizer is not None:
+        model.tokenizer.save(directory)
+
+
+def _load_tokenizer(model: Whisper, directory):
+    from zoo.speech.tokenizer import META_FILE, WhisperTokenizer
+
+    # a bare architecture saved without training data has no tokenizer; a damaged one is an error
+    model.tokenizer = WhisperTokenizer.load(directory) if (directory / META_FILE).exists() else None
+
+
+def _whisper_dims(dim: int, layers: int, heads: int, vocab_size: int = 51865) -> WhisperConfig:
+    """Whisper's published dimensions (Radford et al., 2022, table 1) with its block: LayerNorm, a 4x GELU MLP
+    and biases."""
+    block = dict(dim=dim, n_layers=layers, n_heads=heads, mlp="gelu", norm="layernorm", norm_eps=1e-5,
+                 bias=True, gelu_approximate="none")
+    return WhisperConfig(vocab_size=vocab_size, encoder=encoder_backbone(**block), decoder=decoder_backbone(**block))
+
+
+register_family(Family(
+    name="whisper", config_class=WhisperConfig, build=Whisper,
+    data_config=recipe.SpeechDataConfig, prepare_data=recipe.prepare_data, loss=recipe.loss,
+    evaluate=recipe.evaluate, collate=recipe.collate, example_batch=recipe.example_batch,
+    blocks=lambda model: [*model.encoder.blocks, *model.decoder.blocks],
+    save_extras=_save_tokenizer, load_extras=_load_tokenizer, commands=(TRANSCRIBE,),
+    tiny={"vocab_size": 120, "encoder": {"n_layers": 1, "dim": 32, "n_heads": 2},
+          "decoder": {"n_layers": 1, "dim": 32, "n_heads": 2}},
+))
+
+
+# The CPU recipe (`zoo train whisper-cpu`): the synthesised five-language corpus, joint CTC-attention training.
+# A first recipe, not yet one that meets the quality targets: README "Speech" has its figures.
+@register_model("whisper-cpu", family="whisper",
+                train={"steps": 600, "batch_size": 24, "lr": 1e-3, "min_lr": 1e-4, "warmup": 100,
+                       "eval_every": 150, "checkpoint_every": 150, "weight_decay": 0.05},
+                data={"corpus": {"train_clips": 4000, "val_clips": 200, "test_clips": 300, "test_unseen_clips": 200}})
+def whisper_cpu() -> WhisperConfig:
+    """The CPU recipe's size (~3M): width 192, 3 heads, 4 encoder + 2 decoder layers (RMSNorm, GeGLU, RoPE in
+    the decoder), a CTC head on the encoder (weight 0.7)."""
+    small = dict(dim=192, n_heads=3)
+    return WhisperConfig(ctc_weight=0.7, encoder=encoder_backbone(**small),
+                         decoder=decoder_backbone(n_layers=2, **small))
+
+
+@register_model("whisper-tiny", family="whisper")
+def whisper_tiny() -> WhisperConfig:
+    """Whisper tiny's dimensions (39M with its 51,865-token vocabulary): width 384, 4 + 4 layers, 6 heads."""
+    return _whisper_dims(384, 4, 6)
+
+
+@register_model("whisper-base", family="whisper")
+def whisper_base() -> WhisperConfig:
+    """Whisper base's dimensions (74M with its 51,865-token vocabulary): width 512, 6 + 6 layers, 8 heads."""
+    return _whisper_dims(512, 6, 8)
