@@ -99,8 +99,8 @@ def target_tokens(tokenizer: WhisperTokenizer, row: dict, task: str) -> tuple[li
 
 
 def choose_task(row: dict, index: int, translate_share: float) -> str:
-    """transcribe, or (for non-English speech, a translate_share of the time) translate: a pure function of the
-    item index, so every epoch sees both tasks for a clip and resume sees the same choice."""
+    """transcribe, or (for a translate_share of the non-English clips) translate: a pure function of the clip's
+    index, so workers and a resume see the same choice (a clip keeps its task across epochs)."""
     if row["no_speech"] or row["language"] == "en" or translate_share == 0:
         return "transcribe"
     draw = int(hashlib.sha256(f"task:{index}".encode()).hexdigest()[:8], 16) / 16**8
@@ -108,10 +108,12 @@ def choose_task(row: dict, index: int, translate_share: float) -> str:
 
 
 class SpeechItems:
-    """Training items: item i is clip i mod n of the split with the task chosen for i (see choose_task)."""
+    """Items of one split: clip i's log-mel frames with the targets of the task chosen for it (choose_task).
+    corpus_dir: where the split came from (evaluation reads the test splits there too)."""
 
-    def __init__(self, clips: MelClips, tokenizer: WhisperTokenizer, translate_share: float):
+    def __init__(self, clips: MelClips, tokenizer: WhisperTokenizer, translate_share: float, corpus_dir: Path):
         self.clips, self.tokenizer, self.translate_share = clips, tokenizer, translate_share
+        self.corpus_dir = corpus_dir
 
     def __len__(self):
         return len(self.clips)
@@ -142,9 +144,8 @@ def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=N
         tokenizer = WhisperTokenizer.train(texts, data_config.vocab_size, languages)
     if model is None:
         config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
-    train = SpeechItems(splits["train"], tokenizer, data_config.translate_share)
-    val = SpeechItems(splits["val"], tokenizer, data_config.translate_share)
-    val.corpus_dir = corpus_dir  # evaluation reads the test splits from here too
+    train, val = (SpeechItems(splits[name], tokenizer, data_config.translate_share, corpus_dir)
+                  for name in ("train", "val"))
     return TrainingData(train, val, config, extras={"tokenizer": tokenizer})
 
 
