@@ -9,9 +9,11 @@ import re
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from zoo.speech import data as D
 from zoo.speech import grammar as G
+from zoo.speech.audio import load_audio
 
 SENTENCES = {
     "en": "The old man reads the newspaper in the kitchen.",
@@ -206,7 +208,8 @@ def test_corpus_build_determinism_manifest_and_cache(tmp_path):
     for r in silent:
         assert r["kind"] in D.NO_SPEECH_KINDS and r["language"] is None and r["text"] == "" and r["voice"] is None
     for r in speech:
-        audio = D.load_audio(root, r)
+        assert sf.info(root / r["audio"]).samplerate == D.SAMPLE_RATE  # written at 16 kHz, read without resampling
+        audio = load_audio(root / r["audio"]).numpy()
         assert r["kind"] == "speech" and r["text"] and r["translation"] and r["voice"].startswith(
             D.ESPEAK_VOICES[r["language"]])
         assert abs(audio.size / D.SAMPLE_RATE - r["duration"]) < 1e-3

@@ -41,10 +41,10 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
+from zoo.speech.audio import SAMPLE_RATE
 from zoo.speech.grammar import LANGUAGES, SPLITS, SentenceGenerator, check_language, check_split
 from zoo.utils import written_atomically
 
-SAMPLE_RATE = 16_000  # Whisper's input rate
 # Bump whenever the audio or rows a given (config, split, index) produces change: it is part of the cache key.
 GENERATOR_VERSION = 1
 # eSpeak voice per Whisper language code: Mandarin is "cmn" in eSpeak (ISO 639-3), "zh" in Whisper.
@@ -448,11 +448,3 @@ def build_corpus(config: SpeechCorpusConfig, cache_dir: str | os.PathLike, worke
 def read_manifest(root: str | os.PathLike, split: str) -> list[dict]:
     with open(Path(root) / f"{check_split(split)}.jsonl", encoding="utf-8") as f:
         return [json.loads(line) for line in f]
-
-
-def load_audio(root: str | os.PathLike, row: dict) -> np.ndarray:
-    """A manifest row's audio: float32 at 16 kHz."""
-    audio, rate = sf.read(Path(root) / row["audio"], dtype="float32")
-    if rate != SAMPLE_RATE:
-        raise ValueError(f"{row['audio']} is at {rate} Hz; the corpus is {SAMPLE_RATE} Hz")
-    return audio
