@@ -6,6 +6,8 @@ import torch
 
 import zoo
 from zoo.speech import recipe
+from zoo.speech.audio import MEL_PAD
+from zoo.speech.decoding import pad_mels
 from zoo.speech.tokenizer import WhisperTokenizer
 from zoo.speech.whisper import Whisper, WhisperConfig, decoder_backbone, encoder_backbone
 
@@ -22,7 +24,7 @@ def test_a_clip_keeps_its_length_and_padding_changes_nothing():
     short, long = torch.randn(1, 80, 300), torch.randn(1, 80, 411)  # 3 s and 4.11 s of 10 ms frames
     alone, mask = model.embed_audio(short)
     assert alone.shape == (1, 150, 32) and mask is None  # 20 ms encoder frames, no padding to 30 s
-    batch = torch.full((2, 80, 411), recipe.MEL_PAD)
+    batch = torch.full((2, 80, 411), MEL_PAD)
     batch[0, :, :300], batch[1] = short[0], long[0]
     mel_mask = torch.zeros(2, 411, dtype=torch.bool)
     mel_mask[0, :300], mel_mask[1] = True, True
@@ -31,6 +33,20 @@ def test_a_clip_keeps_its_length_and_padding_changes_nothing():
     # padding is the convolution's own zero padding and is masked out of attention: the clip alone, to rounding
     torch.testing.assert_close(features[0, :150], alone[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(features[1], model.embed_audio(long)[0][0], atol=1e-5, rtol=1e-5)
+
+
+def test_decoding_pads_a_batch_of_clips_as_training_does():
+    """zoo.speech.decoding batches clips of different lengths with the same padding as the training collate, so a
+    clip's audio features in a decoded batch equal the clip alone (and its training features)."""
+    model = tiny()
+    clips = [torch.randn(80, 300), torch.randn(80, 411)]
+    batch, mask, _ = pad_mels(clips)
+    collated = recipe.collate([{"mel": c.T, "tokens": torch.tensor([1]), "labels": torch.tensor([1]),
+                                "ctc_targets": torch.tensor([1]), "ctc_length": torch.tensor(1)} for c in clips])
+    torch.testing.assert_close(batch, collated["mel"].transpose(1, 2), rtol=0, atol=0)
+    with torch.no_grad():
+        features, _ = model.embed_audio(batch, mask)
+        torch.testing.assert_close(features[0, :150], model.embed_audio(clips[0][None])[0][0], atol=1e-5, rtol=1e-5)
 
 
 def test_cached_decoding_equals_teacher_forcing_over_padded_audio():

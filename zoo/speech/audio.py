@@ -40,6 +40,8 @@ N_AUDIO_CTX = N_FRAMES // ENCODER_STRIDE  # 1500 encoder positions in a 30 s win
 
 LOG_FLOOR = 1e-10  # power below this is treated as silence before log10
 DYNAMIC_RANGE = 8.0  # log10 units (80 dB) kept below each clip's peak
+MEL_PAD = 0.0  # log-mel value of padded frames in a batch: the model's stem convolution pads with zeros too, so a
+# clip's features are the same padded in a batch or alone (attention masks the padded frames)
 INT_SCALES = {np.dtype("int16"): 2.0**15, np.dtype("int32"): 2.0**31}  # PCM integers -> [-1, 1)
 
 

@@ -39,12 +39,9 @@ from typing import Protocol
 import torch
 
 from zoo import decoding as core
-from zoo.speech.audio import SECONDS_PER_TOKEN
+from zoo.speech.audio import MEL_PAD, SECONDS_PER_TOKEN
 from zoo.speech.tokenizer import LANGUAGES, TASKS
 from zoo.utils import eval_mode
-
-MEL_PAD = -1.0  # padded mel frames of a batch (masked out); the value zoo.speech.recipe pads training batches with
-
 
 # ----------------------------------------------------------------------------------------------------------
 # the model interface

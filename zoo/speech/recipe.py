@@ -23,14 +23,12 @@ import torch.nn.functional as F
 
 from zoo.data.collate import pad_collate
 from zoo.registry import TrainingData
-from zoo.speech.audio import load_audio, log_mel_spectrogram
+from zoo.speech.audio import MEL_PAD, load_audio, log_mel_spectrogram
 from zoo.speech.data import SpeechCorpusConfig, build_corpus, read_manifest
 from zoo.speech.tokenizer import WhisperTokenizer
 from zoo.utils import written_atomically
 
 IGNORE = -100  # label padding and instruction tokens: cross_entropy's ignore_index
-MEL_PAD = 0.0  # padded log-mel frames: the stem convolution's own zero padding, so a clip's features are the
-# same padded in a batch or alone (the encoder's attention mask hides the padded frames)
 FEATURES_VERSION = 1  # bump when the log-mel front end changes (cache key)
 SPLITS = ("train", "val", "test", "test_unseen")
 
