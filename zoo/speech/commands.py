@@ -12,7 +12,10 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--task", choices=("transcribe", "translate"), default="transcribe",
                    help="transcribe in the spoken language, or translate into English")
     p.add_argument("--language", help="the spoken language's code (default: detected)")
-    p.add_argument("--beam-size", type=int, help="beam search with this many beams (default: greedy)")
+    p.add_argument("--beam-size", type=int,
+                   help="beams of the search at temperature 0 (default: 5, whisper's)")
+    p.add_argument("--best-of", type=int,
+                   help="samples per window at temperatures above 0, the most likely kept (default: 5)")
     p.add_argument("--temperature", type=float, help="one sampling temperature instead of the fallback schedule")
     p.add_argument("--no-condition", action="store_true",
                    help="do not condition each 30 s window on the previous window's text")
@@ -30,6 +33,8 @@ def run(args: argparse.Namespace):
                "without_timestamps": not args.timestamps}
     if args.beam_size is not None:
         options["beam_size"] = args.beam_size
+    if args.best_of is not None:
+        options["best_of"] = args.best_of
     if args.temperature is not None:
         options["temperature"] = args.temperature
     for path in args.files:

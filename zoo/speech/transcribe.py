@@ -1,7 +1,7 @@
 """Long-form transcription: Whisper's sequential 30-second windows and the heuristics that make it reliable.
 
     from zoo.speech.transcribe import transcribe
-    result = transcribe(model, "talk.wav")                 # {"text", "segments": [{start, end, text, ...}], "language"}
+    result = transcribe(model, "talk.wav")   # {"text", "segments": [{start, end, ...}], "language", "no_speech_prob"}
     results = transcribe(model, ["a.wav", "b.flac"], language="en", beam_size=None)   # several files, batched
 
 This follows openai/whisper's transcribe.py and the strategies of Radford et al., 2022, "Robust Speech
@@ -24,6 +24,7 @@ the decoder (each file with its own language, prompt and position); segments wit
 `segments` rather than kept with empty text.
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,15 +69,25 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     suppress_blank, without_timestamps, max_initial_timestamp, sample_len, prefix, seed, prepack); beam_size
     and best_of default to 5; beam_size and patience apply at temperature 0, best_of above it.
 
-    Returns {"text", "segments", "language"} per file; a segment is {"id", "seek" (mel frame of its window),
-    "start", "end" (seconds), "text", "tokens", "temperature", "avg_logprob", "compression_ratio",
-    "no_speech_prob"}. Without timestamps, each window with text is one segment.
+    Returns {"text", "segments", "language", "no_speech_prob"} per file; a segment is {"id", "seek" (mel frame
+    of its window), "start", "end" (seconds), "text", "tokens", "temperature", "avg_logprob",
+    "compression_ratio", "no_speech_prob"}. Without timestamps, each window with text is one segment. The
+    file's no_speech_prob is its first window's P(<|nospeech|>) (the same at every temperature), kept even
+    when that window is silence and yields no segment.
+
+    Refused with ValueError before any audio is decoded: a language the model does not know, and a beam_size,
+    patience or best_of that the temperature schedule would never use (whisper drops them silently).
     """
     managed = [name for name in MANAGED if name in decode_options]
     if managed:
         raise ValueError(f"transcribe() sets {', '.join(managed)} itself; pass task=, language=, temperature= "
                          f"and initial_prompt= as its own arguments")
     temperatures = _temperatures(temperature)
+    _check_search(decode_options, temperatures)
+    languages = getattr(model.tokenizer, "languages", None)
+    if language is not None and languages is not None and language not in languages:
+        raise ValueError(f"transcribe() language={language!r} is not one of this model's languages; allowed: "
+                         f"{', '.join(languages)}, or None to detect it")
     for name, value in (("compression_ratio_threshold", compression_ratio_threshold),
                         ("logprob_threshold", logprob_threshold), ("no_speech_threshold", no_speech_threshold)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -105,8 +116,8 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
             for f, result in zip(active, results):
                 f.add(result, tokenizer, fallback, condition_on_previous_text)
 
-    out = [{"text": tokenizer.decode(f.tokens[len(prompt):]), "segments": f.segments, "language": f.language}
-           for f in files]
+    out = [{"text": tokenizer.decode(f.tokens[len(prompt):]), "segments": f.segments, "language": f.language,
+            "no_speech_prob": f.no_speech_prob} for f in files]
     return out[0] if single else out
 
 
@@ -116,6 +127,27 @@ def _temperatures(temperature) -> tuple[float, ...]:
         raise ValueError(f"transcribe() temperature must be a number >= 0 or a non-empty sequence of them "
                          f"(the fallback order), got {temperature!r}")
     return tuple(float(t) for t in values)
+
+
+def _check_search(options: dict, temperatures: tuple[float, ...]):
+    """beam_size and patience apply at temperature 0, best_of above it (_options_at): refuse the ones the
+    schedule never reaches instead of dropping them. Both beam_size and best_of are fine when the schedule has
+    both kinds of temperature (whisper's defaults)."""
+    greedy, sampled = 0.0 in temperatures, any(t > 0 for t in temperatures)
+    at = f"temperature={temperatures[0]!r}" if len(temperatures) == 1 else f"temperatures {temperatures}"
+    beam_size, best_of = options.get("beam_size"), options.get("best_of")
+    if beam_size is not None and best_of is not None and not (greedy and sampled):
+        raise ValueError(f"transcribe() got beam_size={beam_size} and best_of={best_of}, but at {at} only "
+                         f"{'beam_size' if greedy else 'best_of'} would be used: beam_size applies at "
+                         f"temperature 0, best_of above 0; give one of them, or a schedule with 0 and "
+                         f"temperatures above 0 (the default {TEMPERATURES}) to use both")
+    if best_of is not None and not sampled:
+        raise ValueError(f"transcribe() best_of={best_of} needs a temperature above 0, got {at}: at temperature 0 "
+                         f"every sample is the same greedy sequence; use beam_size, or a temperature above 0")
+    for name in ("beam_size", "patience"):
+        if options.get(name) is not None and not greedy:
+            raise ValueError(f"transcribe() {name}={options[name]!r} needs temperature 0 in the schedule, got "
+                             f"{at}: beam search does not sample; use best_of to sample several, or add 0")
 
 
 def _options_at(temperature: float, task: str, language: str | None, search: dict) -> DecodingOptions:
@@ -200,6 +232,7 @@ class File:
     segments: list[dict] = field(default_factory=list)
     seek: int = 0  # mel frame where the next window starts
     prompt_since: int = 0  # tokens[prompt_since:] prompt the next window
+    no_speech_prob: float = math.nan  # the first window's, the file's no_speech_prob
 
     @property
     def frames(self) -> int:
@@ -212,6 +245,8 @@ class File:
     def add(self, result: DecodingResult, tokenizer, fallback: Fallback, condition_on_previous_text: bool):
         """Cut the window's tokens into segments and move `seek` to where the next window starts."""
         size, window_start = self.window_frames, self.seek
+        if window_start == 0:
+            self.no_speech_prob = result.no_speech_prob
         if fallback.is_silence(result):
             self.seek += size  # voice activity detection: skip the window, print nothing
             return
