@@ -430,3 +430,34 @@ def test_fp16_grad_scaler_scales_and_skips_overflowing_steps(tmp_path, corpus):
     fp16.train_step()
     assert seen[-1] == scale / 2 and fp16.scaler.get_scale() == scale / 2
     assert not all(torch.equal(p, q) for p, q in zip(after, snapshot()[0]))
+
+
+def test_length_grouped_plan_pads_less_and_still_sees_every_item_once_per_epoch():
+    from zoo.train.trainer import BatchPlan
+
+    n, batch = 1000, 20
+    lengths = torch.randint(50, 1000, (n,), generator=torch.Generator().manual_seed(0)).tolist()
+
+    def epoch(ranks):  # each step's global batch: every rank's micro-batches together
+        return [torch.cat([micro for plan in ranks for micro in plan.micro_batches(step)])
+                for step in range(n // batch)]
+
+    grouped = [BatchPlan(n, batch, 2, 2, rank, seed=3, lengths=lengths) for rank in range(2)]
+    plain = [BatchPlan(n, batch, 2, 2, rank, seed=3) for rank in range(2)]
+    for plan in (grouped, plain):
+        seen = torch.cat(epoch(plan))
+        assert sorted(seen.tolist()) == list(range(n))  # every item once per epoch, across ranks and micro-batches
+
+    def padding(plan):  # padded frames / real frames, a batch padded to its longest item
+        lengths_t = torch.tensor(lengths)
+        return sum(float(lengths_t[b].max() * len(b) - lengths_t[b].sum()) for b in epoch(plan)) / sum(lengths)
+
+    assert padding(grouped) < 0.1 < 0.5 < padding(plain)
+    # the batch order is shuffled, not longest first: the first batches are not the longest ones
+    firsts = [int(torch.tensor(lengths)[b].max()) for b in epoch(grouped)[:10]]
+    assert firsts != sorted(firsts, reverse=True)
+    # a pure function of (seed, step): a fresh plan (a resumed run) gives the same batches
+    again = [BatchPlan(n, batch, 2, 2, rank, seed=3, lengths=lengths) for rank in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(epoch(grouped), epoch(again)))
+    with pytest.raises(ValueError, match="lengths has 3 entries for 1000"):
+        BatchPlan(n, batch, 1, 1, 0, seed=0, lengths=[1, 2, 3])

@@ -15,7 +15,7 @@ import difflib
 import fnmatch
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,8 @@ class TrainingData:
         them to `loss` as keyword arguments; they stay out of the optimizer, the checkpoint, the FLOP count
         and FSDP's shards.
     tokens_per_sample: for tokens/s in the log (0: the family's samples are not token sequences).
+    lengths: optional size of each training item (audio frames, tokens): the trainer then batches items of
+        similar length together (train.group_by_length), so padded batches waste less compute.
     """
 
     train: Any
@@ -52,6 +54,7 @@ class TrainingData:
     extras: dict = field(default_factory=dict)
     frozen: dict[str, nn.Module] = field(default_factory=dict)
     tokens_per_sample: int = 0
+    lengths: Sequence[int] | None = None
 
 
 @dataclass(frozen=True)

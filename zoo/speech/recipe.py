@@ -29,6 +29,12 @@ from zoo.speech.tokenizer import WhisperTokenizer
 from zoo.utils import written_atomically
 
 IGNORE = -100  # label padding and instruction tokens: cross_entropy's ignore_index
+# The CTC head predicts the transcript's UTF-8 bytes (Li et al., 2019, "Bytes Are All You Need: End-to-End
+# Multilingual Speech Recognition and Synthesis with Bytes"), not the decoder's BPE pieces: 256 classes shared
+# by every language, each seen thousands of times per epoch, where a BPE piece (often a whole word) is seen a
+# few times (README "Speech" has the measured difference). At 50 encoder frames a second there is room for
+# a byte and a blank between bytes (speech in the corpus is about 18 bytes a second).
+CTC_CLASSES = 256 + 1  # bytes 0-255, blank = 256
 FEATURES_VERSION = 1  # bump when the log-mel front end changes (cache key)
 SPLITS = ("train", "val", "test", "test_unseen")
 
@@ -120,7 +126,7 @@ class SpeechItems:
         row = self.clips.rows[i]
         task = choose_task(row, i, self.translate_share)
         inputs, labels = target_tokens(self.tokenizer, row, task)
-        transcript = [] if row["no_speech"] else self.tokenizer.encode(row["text"].strip())
+        transcript = [] if row["no_speech"] else list(row["text"].strip().encode("utf-8"))  # CTC targets: bytes
         return {"mel": self.clips.frames(i), "tokens": torch.tensor(inputs), "labels": torch.tensor(labels),
                 "ctc_targets": torch.tensor(transcript or [0], dtype=torch.long),
                 "ctc_length": torch.tensor(len(transcript))}
@@ -144,7 +150,8 @@ def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=N
         config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
     train, val = (SpeechItems(splits[name], tokenizer, data_config.translate_share, corpus_dir)
                   for name in ("train", "val"))
-    return TrainingData(train, val, config, extras={"tokenizer": tokenizer})
+    lengths = splits["train"].offsets.diff().tolist()  # mel frames: batches group clips of similar length
+    return TrainingData(train, val, config, extras={"tokenizer": tokenizer}, lengths=lengths)
 
 
 def example_batch(model, generator: torch.Generator) -> tuple[dict, dict]:
@@ -155,7 +162,8 @@ def example_batch(model, generator: torch.Generator) -> tuple[dict, dict]:
     for frames, length in ((40, 5), (64, 7), (23, 3)):
         tokens = torch.randint(0, vocab, (length + 1,), generator=generator)
         items.append({"mel": torch.randn(frames, n_mels, generator=generator), "tokens": tokens[:-1],
-                      "labels": tokens[1:], "ctc_targets": tokens[1:], "ctc_length": torch.tensor(length)})
+                      "labels": tokens[1:], "ctc_targets": torch.randint(0, 256, (length,), generator=generator),
+                      "ctc_length": torch.tensor(length)})
     return collate(items), {}
 
 
@@ -174,10 +182,10 @@ def loss(model, batch: dict):
     weight = model.config.ctc_weight
     if weight == 0:
         return ce, {"ce": ce.detach()}
-    log_probs = model.ctc_head(audio).float().log_softmax(-1).transpose(0, 1)  # (S, B, V + 1)
+    log_probs = model.ctc_head(audio).float().log_softmax(-1).transpose(0, 1)  # (S, B, 257)
     frames = audio_mask.sum(1) if audio_mask is not None else torch.full((audio.shape[0],), audio.shape[1])
     lengths = batch["ctc_length"]
-    per_clip = F.ctc_loss(log_probs, batch["ctc_targets"], frames, lengths, blank=model.config.vocab_size,
+    per_clip = F.ctc_loss(log_probs, batch["ctc_targets"], frames, lengths, blank=CTC_CLASSES - 1,
                           reduction="none", zero_infinity=True)  # a no-speech clip's target is empty: all blanks
     ctc = (per_clip / lengths.clamp(min=1)).mean()  # per target token, as reduction="mean" (which divides by 0)
     return (1 - weight) * ce + weight * ctc, {"ce": ce.detach(), "ctc": ctc.detach()}

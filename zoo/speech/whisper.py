@@ -94,8 +94,8 @@ class Whisper(nn.Module, PretrainedMixin):
         self.head = nn.Linear(d.dim, c.vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied, as Whisper's decoder
         nn.init.normal_(self.embed.weight, std=0.02)
-        # CTC over the text vocabulary plus one blank (the last class)
-        self.ctc_head = nn.Linear(e.dim, c.vocab_size + 1) if c.ctc_weight > 0 else None
+        # CTC over the transcript's UTF-8 bytes plus one blank (the last class): recipe.CTC_CLASSES
+        self.ctc_head = nn.Linear(e.dim, recipe.CTC_CLASSES) if c.ctc_weight > 0 else None
         self.tokenizer = None  # attached by training / zoo.load (saved beside the weights)
 
     @property
@@ -163,6 +163,54 @@ class Whisper(nn.Module, PretrainedMixin):
     def step(self, tokens: torch.Tensor, cache) -> torch.Tensor:
         """(B, 1) new tokens -> (B, V) next-token logits, appended to the cache."""
         return self.head(self.decoder(self.embed(tokens), cache=cache)[:, -1])
+
+    # ------------------------------------------------- openai-whisper's API: model.transcribe, detect_language
+
+    def _require_tokenizer(self, method: str):
+        if self.tokenizer is None:
+            raise ValueError(f"Whisper.{method}() needs a tokenizer, and this model has none (model.tokenizer is "
+                             f"None: a bare architecture); train it (zoo train) or load a trained model directory "
+                             f"(zoo.load(DIR))")
+
+    def transcribe(self, audio, *, task: str = "transcribe", language: str | None = None,
+                   **options) -> dict | list[dict]:
+        """Transcribe (or translate into English) audio of any length, window by window: openai-whisper's
+        `model.transcribe(audio)`, which is zoo.speech.transcribe.transcribe(self, audio, ...) (its options:
+        temperature, beam_size, best_of, initial_prompt, without_timestamps, ...).
+
+        audio: a file path, a 16 kHz mono waveform (tensor or numpy array), or a list of them (-> a list of
+        results). language: a code of the model's languages, or None to detect it from the first 30 s.
+        Returns {"text": the whole transcript, "language": the code decoded with, "segments": [{"start", "end"
+        (seconds), "text", "tokens", "avg_logprob", "no_speech_prob", ...}], "no_speech_prob": P(<|nospeech|>)
+        of the first 30 s window}. Bad input (a missing or unreadable file, empty audio, an unknown language
+        or task, options the temperature schedule cannot use) raises ValueError or FileNotFoundError.
+        """
+        from zoo.speech.transcribe import transcribe
+
+        self._require_tokenizer("transcribe")
+        return transcribe(self, audio, task=task, language=language, **options)
+
+    def detect_language(self, audio_or_mel) -> tuple[str, dict[str, float]]:
+        """The spoken language of the first 30 s window: openai-whisper's `_, probs = model.detect_language(mel)`.
+
+        audio_or_mel: a file path, a 16 kHz mono waveform (1-D tensor or numpy array), or a log-mel (n_mels, T)
+        tensor (zoo.speech.audio.log_mel_spectrogram). Returns the most likely code and {code: probability}
+        over the model's language tokens (only languages compete, so the probabilities sum to 1)."""
+        from zoo.speech.audio import N_FRAMES, log_mel_spectrogram
+        from zoo.speech.decoding import detect_language
+        from zoo.speech.transcribe import _load
+
+        self._require_tokenizer("detect_language")
+        n_mels = self.config.n_mels
+        if isinstance(audio_or_mel, torch.Tensor) and audio_or_mel.dim() == 2:
+            if audio_or_mel.shape[0] != n_mels:
+                raise ValueError(f"Whisper.detect_language() takes a path, a 1-D 16 kHz waveform or a log-mel of "
+                                 f"shape ({n_mels}, T); got a tensor of shape {tuple(audio_or_mel.shape)}")
+            mel = audio_or_mel
+        else:
+            mel = log_mel_spectrogram(_load(audio_or_mel), n_mels=n_mels)
+        weight = self.conv1.weight
+        return detect_language(self, mel[:, :N_FRAMES].to(weight.device, weight.dtype))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from zoo.train.metrics import RunLog, measure_flops, peak_flops, plot_losses
 from zoo.train.strategy import STRATEGIES, make_strategy
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+LENGTH_GROUP_BATCHES = 50  # batches sorted by length together (HF Trainer's megabatch of 50)
 STEP_FIELDS = ("step", "loss", "grad_norm", "lr", "skipped", "samples_per_s", "mfu", "skipped_total", "tokens_per_s")
 
 
@@ -50,6 +52,7 @@ class TrainConfig:
     activation_checkpointing: bool = False  # recompute each block's activations in backward
     compile: bool = False  # torch.compile each block
     num_workers: int = 0  # DataLoader worker processes for data computed on the fly (0: in the training process)
+    group_by_length: bool = True  # batch items of similar length together, when the family gives their lengths
     seed: int = 1337
     eval_every: int = 500  # 0 = evaluate at the end only
     log_every: int = 10
@@ -98,9 +101,15 @@ class BatchPlan:
 
     Global sample p (p = step * batch_size + j) is item perm_e[p mod n] of epoch e = p // n, with a fresh
     seeded permutation per epoch (sampling without replacement, as an epoch-based DataLoader would).
+
+    With item `lengths` (TrainingData.lengths: audio frames, tokens), the permutation is length-grouped as the
+    LengthGroupedSampler of Hugging Face's Trainer: each run of LENGTH_GROUP_BATCHES batches is sorted by
+    length, then the batches are shuffled, so a batch pads its items to a similar length instead of to the
+    longest of a random draw, while every item is still seen once per epoch in a random batch order.
     """
 
-    def __init__(self, n: int, batch_size: int, grad_accum: int, world_size: int, rank: int, seed: int):
+    def __init__(self, n: int, batch_size: int, grad_accum: int, world_size: int, rank: int, seed: int,
+                 lengths: Sequence[int] | None = None):
         per_micro = batch_size // grad_accum
         if batch_size % (grad_accum * world_size):
             raise ValueError(f"train.batch_size={batch_size} must be divisible by grad_accum * ranks = "
@@ -110,13 +119,27 @@ class BatchPlan:
         self.n, self.batch_size, self.grad_accum = n, batch_size, grad_accum
         self.world_size, self.rank, self.seed = world_size, rank, seed
         self.per_rank = per_micro // world_size
+        if lengths is not None and len(lengths) != n:
+            raise ValueError(f"TrainingData.lengths has {len(lengths)} entries for {n} training items")
+        self.lengths = torch.as_tensor(lengths) if lengths is not None else None
         self._perms: dict[int, torch.Tensor] = {}
 
     def _perm(self, epoch: int) -> torch.Tensor:
         if epoch not in self._perms:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perms = {epoch: torch.randperm(self.n, generator=generator)}  # keep one epoch in memory
+            perm = torch.randperm(self.n, generator=generator)
+            if self.lengths is not None:
+                perm = self._grouped(perm, generator)
+            self._perms = {epoch: perm}  # keep one epoch in memory
         return self._perms[epoch]
+
+    def _grouped(self, perm: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        size = self.batch_size
+        runs = perm.split(size * LENGTH_GROUP_BATCHES)
+        perm = torch.cat([run[torch.argsort(self.lengths[run], descending=True, stable=True)] for run in runs])
+        whole = self.n // size * size  # the last partial batch keeps its place at the end
+        batches = perm[:whole].view(-1, size)[torch.randperm(self.n // size, generator=generator)]
+        return torch.cat([batches.flatten(), perm[whole:]])
 
     def micro_batches(self, step: int) -> list[torch.Tensor]:
         """Indices for this rank at 0-based `step`: grad_accum tensors of per_rank indices each."""
@@ -239,7 +262,8 @@ class Trainer:
 
             self.ema = EMAModel(self.params, decay=config.ema)
         self.plan = BatchPlan(len(self.data.train), config.batch_size, config.grad_accum, self.env.world_size,
-                              self.env.rank, config.seed)
+                              self.env.rank, config.seed,
+                              lengths=self.data.lengths if config.group_by_length else None)
         self._batches, self._batches_step = None, None
         self.step, self.nonfinite_in_row, self.skipped = 0, 0, 0
         torch.manual_seed(config.seed + 7919 * self.env.rank)  # dropout streams differ per rank
