@@ -118,7 +118,10 @@ class ScriptedWhisper(nn.Module):
         profile = (mel * mask[:, None]).sum(-1) / mask.sum(-1, keepdim=True)  # (B, 80) mean over real frames
         keys = ["silence" if float(p.max() - p.min()) < 0.1 else int(p.argmax()) for p in profile]
         self.windows += [(k, int(m.sum())) for k, m in zip(keys, mask)]
-        return torch.tensor([[[float(self.keys.index(k))]] for k in keys]), None
+        # one feature per encoder frame (20 ms, the stride-2 stem's), each holding the script's index
+        frames = (mel.shape[2] + 1) // 2
+        features = torch.tensor([float(self.keys.index(k)) for k in keys])[:, None, None].expand(-1, frames, 1)
+        return features, (mask[:, ::2] if mel_mask is not None else None)
 
     def _logits(self, key: int, row: list[int]) -> torch.Tensor:
         script = self.scripts[self.keys[key]]
@@ -394,6 +397,25 @@ def test_timestamp_rules_end_to_end():
     result = decode(model, mel_of(8), DecodingOptions())
     assert result.tokens == [ts(0.5), W["the"], ts(2.0)]
     assert TOK.decode_with_timestamps(result.tokens) == "<|0.50|> the<|2.00|>"
+
+
+def test_no_timestamp_past_the_end_of_each_clips_audio():
+    """A 3 s clip cannot close a segment at 5 s (whisper's 30 s padding would allow it); a 6 s clip in the same
+    batch can."""
+    def next(generated):
+        if len(generated) == 0:
+            return {ts(0.5): 1.0}
+        if len(generated) == 1:
+            return {W["the"]: 1.0}
+        if len(generated) == 2:
+            return {ts(5.0): 0.8, ts(2.5): 0.15, TOK.eot: 0.05}
+        return {TOK.eot: 1.0}
+
+    model = ScriptedWhisper({8: Script(next)})
+    for options in (DecodingOptions(), DecodingOptions(beam_size=3), DecodingOptions(temperature=0.5, best_of=2)):
+        short, long = decode(model, [mel_of(8, frames=300), mel_of(8, frames=600)], options)
+        assert short.tokens == [ts(0.5), W["the"], ts(2.5)]
+        assert long.tokens == [ts(0.5), W["the"], ts(5.0)]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -335,7 +335,9 @@ class ApplyTimestampRules(core.LogitProcessor):
     - timestamps never decrease; a new segment may start where the last one ended, but a segment's end is
       after its start (no empty segments, which could loop forever);
     - when the timestamps together are more likely than every single text token, a timestamp is forced
-      (their probability is spread over 1501 tokens, so each alone would lose to some text token).
+      (their probability is spread over 1501 tokens, so each alone would lose to some text token);
+    - no timestamp past the end of the row's audio (`last_index`, set per batch by DecodingTask): whisper
+      pads every window to 30 s, zoo keeps a clip's own length, so a 5 s clip may not end a segment at 20 s.
 
     The time tokens are [timestamp_begin, last_timestamp]; `suppressed_text` is every other token that may not
     appear where a timestamp is due (all but <|endoftext|>).
@@ -353,6 +355,7 @@ class ApplyTimestampRules(core.LogitProcessor):
         self.text[self.begin:] = False
         self.not_eot_text = self.text.clone()
         self.not_eot_text[self.eot] = False
+        self.last_index: torch.Tensor | None = None  # (rows,) the last timestamp index each row's audio reaches
 
     def __call__(self, logits, seen, history):
         logits = logits.clone()
@@ -377,6 +380,9 @@ class ApplyTimestampRules(core.LogitProcessor):
             ids = torch.arange(logits.shape[-1], device=device)
             banned = (ids >= self.begin) & (ids < first_allowed[:, None]) & (latest >= 0)[:, None]
             logits = logits.masked_fill(banned, -math.inf)
+        if self.last_index is not None:
+            ids = torch.arange(logits.shape[-1], device=device)
+            logits = logits.masked_fill(ids > self.begin + self.last_index.to(device)[:, None], -math.inf)
         # force a timestamp when their summed probability beats the most likely text token
         logprobs = logits.float().log_softmax(dim=-1)
         time_mass = logprobs[:, self.begin:].logsumexp(dim=-1)
@@ -448,8 +454,10 @@ class DecodingTask:
         if options.suppress_blank:
             self.processors.append(SuppressBlank(tokenizer))
         self.processors.append(core.SuppressTokens(suppressed_ids(tokenizer, model.vocab_size, options)))
+        self.timestamp_rules = None
         if self.timestamps:
-            self.processors.append(ApplyTimestampRules(tokenizer, model.vocab_size, options.max_initial_timestamp))
+            self.timestamp_rules = ApplyTimestampRules(tokenizer, model.vocab_size, options.max_initial_timestamp)
+            self.processors.append(self.timestamp_rules)
 
     def encode_text(self, value) -> list[int]:
         if value is None:
@@ -526,6 +534,10 @@ class DecodingTask:
                                       length_penalty=options.length_penalty, seed=options.seed,
                                       prepack=options.prepack)
         context = dict(audio_features=audio_features, audio_mask=audio_mask)
+        if self.timestamp_rules is not None:  # one encoder frame is 20 ms, one timestamp step: frames = last index
+            frames = (audio_mask.sum(1) if audio_mask is not None else
+                      torch.full((len(initial),), audio_features.shape[1], device=audio_features.device))
+            self.timestamp_rules.last_index = frames.repeat_interleave(self.n_group)  # rows [i*n, (i+1)*n): clip i
         if options.beam_size is not None:  # zoo's BeamSearch ranks with the same length normalisation
             ranked = core.beam_search(self.model, initial, search, [core.TokenState(eot) for _ in initial],
                                       self.processors, **context)

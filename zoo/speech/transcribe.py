@@ -103,7 +103,9 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
         raise ValueError("transcribe() got an empty list of audio; give a path, a waveform or a list of them")
     tokenizer = model.tokenizer
     prompt = tasks[0].encode_text(initial_prompt)
-    files = [File(log_mel_spectrogram(_load(source)), language, list(prompt)) for source in sources]
+    weight = next(model.parameters(), None)  # features go where the model is, in its dtype
+    place = dict(device=weight.device, dtype=weight.dtype) if weight is not None else {}
+    files = [File(log_mel_spectrogram(_load(source)).to(**place), language, list(prompt)) for source in sources]
 
     with torch.inference_mode(), eval_mode(model):
         if language is None:
