@@ -86,8 +86,11 @@ def test_multitask_targets(tokenizer):
     assert tokenizer.decode(labels[3:-1]) == "the cat" and labels[-1] == tokenizer.eot
     assert len(inputs) == len(labels)
     silence = {"no_speech": True, "language": None, "text": "", "translation": ""}
-    assert recipe.target_tokens(tokenizer, silence, "transcribe") == (
-        [tokenizer.sot, tokenizer.no_speech], [tokenizer.no_speech, tokenizer.eot])
+    prompt = tokenizer.sot_sequence("es", "transcribe", timestamps=False)
+    assert recipe.target_tokens(tokenizer, silence, "transcribe", "es") == (
+        prompt, [tokenizer.no_speech, recipe.IGNORE, recipe.IGNORE, tokenizer.eot])  # then an empty text
+    languages = [recipe.choose_prompt_language(i, ("en", "es")) for i in range(200)]
+    assert 80 < languages.count("es") < 120
 
 
 def test_task_choice_is_a_function_of_the_index():

@@ -7,8 +7,12 @@ Training targets follow Whisper's multitask format (Radford et al., 2022, fig. 1
     <|startoftranscript|> <|xx|> <|transcribe|> or <|translate|> <|notimestamps|> text ...
 and predicts the language token (language identification), then the text and <|endoftext|>; the task and
 <|notimestamps|> tokens are instructions, given and never predicted (their labels are ignored). A clip with
-no speech reads <|startoftranscript|> and must predict <|nospeech|> then <|endoftext|>, so the distribution
-right after <|startoftranscript|> is both the language detector and the no-speech detector.
+no speech must predict <|nospeech|> right after <|startoftranscript|>, so the distribution there is both the
+language detector and the no-speech detector. It then reads a full prompt in some language and must end the
+transcript at once (<|endoftext|>): decoding never feeds <|nospeech|> back (whisper suppresses it and reads
+P(<|nospeech|>) instead), so this is what the decoder meets on silence. Trained only with <|nospeech|>
+<|endoftext|>, the decoder learnt to write a fluent sentence after the prompt, confident enough (average
+log-probability above -1) that whisper's silence rule kept it: a hallucination on every no-speech clip.
 """
 
 import dataclasses
@@ -90,10 +94,13 @@ def mel_clips(corpus_dir: Path, split: str) -> MelClips:
 # the multitask targets
 
 
-def target_tokens(tokenizer: WhisperTokenizer, row: dict, task: str) -> tuple[list[int], list[int]]:
-    """(decoder input, labels) for one clip and task, in Whisper's layout (see the module docstring)."""
+def target_tokens(tokenizer: WhisperTokenizer, row: dict, task: str,
+                  prompt_language: str | None = None) -> tuple[list[int], list[int]]:
+    """(decoder input, labels) for one clip and task, in Whisper's layout (see the module docstring).
+    prompt_language: the language of a no-speech clip's prompt (default: the tokenizer's first)."""
     if row["no_speech"]:
-        return [tokenizer.sot, tokenizer.no_speech], [tokenizer.no_speech, tokenizer.eot]
+        prompt = tokenizer.sot_sequence(prompt_language or tokenizer.languages[0], task, timestamps=False)
+        return prompt, [tokenizer.no_speech] + [IGNORE] * (len(prompt) - 2) + [tokenizer.eot]
     prompt = tokenizer.sot_sequence(row["language"], task, timestamps=False)  # sot, lang, task, notimestamps
     text = tokenizer.encode((row["translation"] if task == "translate" else row["text"]).strip())
     inputs = prompt + text
@@ -102,13 +109,22 @@ def target_tokens(tokenizer: WhisperTokenizer, row: dict, task: str) -> tuple[li
     return inputs, labels
 
 
+def _draw(what: str, index: int) -> float:
+    """A uniform number in [0, 1) that is a pure function of (what, clip index): workers and a resume see the
+    same choice, and a clip keeps it across epochs."""
+    return int(hashlib.sha256(f"{what}:{index}".encode()).hexdigest()[:8], 16) / 16**8
+
+
 def choose_task(row: dict, index: int, translate_share: float) -> str:
-    """transcribe, or (for a translate_share of the non-English clips) translate: a pure function of the clip's
-    index, so workers and a resume see the same choice (a clip keeps its task across epochs)."""
+    """transcribe, or (for a translate_share of the non-English clips) translate."""
     if row["no_speech"] or row["language"] == "en" or translate_share == 0:
         return "transcribe"
-    draw = int(hashlib.sha256(f"task:{index}".encode()).hexdigest()[:8], 16) / 16**8
-    return "translate" if draw < translate_share else "transcribe"
+    return "translate" if _draw("task", index) < translate_share else "transcribe"
+
+
+def choose_prompt_language(index: int, languages) -> str:
+    """The prompt language of no-speech clip `index`: each of the model's languages as often."""
+    return languages[int(_draw("language", index) * len(languages))]
 
 
 class SpeechItems:
@@ -125,7 +141,7 @@ class SpeechItems:
     def __getitem__(self, i: int) -> dict:
         row = self.clips.rows[i]
         task = choose_task(row, i, self.translate_share)
-        inputs, labels = target_tokens(self.tokenizer, row, task)
+        inputs, labels = target_tokens(self.tokenizer, row, task, choose_prompt_language(i, self.tokenizer.languages))
         transcript = [] if row["no_speech"] else list(row["text"].strip().encode("utf-8"))  # CTC targets: bytes
         return {"mel": self.clips.frames(i), "tokens": torch.tensor(inputs), "labels": torch.tensor(labels),
                 "ctc_targets": torch.tensor(transcript or [0], dtype=torch.long),
