@@ -1,6 +1,8 @@
 """The Whisper-style model on the backbone: clip-length encoding with padding masks, cached decoding against
 teacher forcing, the multitask targets, the joint CTC loss."""
 
+import math
+
 import pytest
 import torch
 
@@ -87,8 +89,10 @@ def test_multitask_targets(tokenizer):
     assert len(inputs) == len(labels)
     silence = {"no_speech": True, "language": None, "text": "", "translation": ""}
     prompt = tokenizer.sot_sequence("es", "transcribe", timestamps=False)
-    assert recipe.target_tokens(tokenizer, silence, "transcribe", "es") == (
-        prompt, [tokenizer.no_speech, recipe.IGNORE, recipe.IGNORE, tokenizer.eot])  # then an empty text
+    # the no-speech detector; then no preference for the first token, and the end right after it
+    assert recipe.target_tokens(tokenizer, silence, "transcribe", "es", filler=7) == (
+        [*prompt, 7], [tokenizer.no_speech, recipe.IGNORE, recipe.IGNORE, recipe.UNIFORM, tokenizer.eot])
+    assert {recipe.choose_filler(i, tokenizer) for i in range(100)} <= set(range(tokenizer.eot))
     languages = [recipe.choose_prompt_language(i, ("en", "es")) for i in range(200)]
     assert 80 < languages.count("es") < 120
 
@@ -110,6 +114,41 @@ def test_joint_ctc_loss_is_finite_with_empty_targets_and_trains_the_encoder():
     assert loss.item() == pytest.approx(0.7 * metrics["ce"].item() + 0.3 * metrics["ctc"].item(), rel=1e-5)
     loss.backward()
     assert model.ctc_head.weight.grad.abs().sum() > 0 and model.conv1.weight.grad.abs().sum() > 0
+
+
+def test_token_loss_scores_uniform_positions_against_the_uniform_distribution():
+    logits = torch.randn(1, 3, 5, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([[2, recipe.UNIFORM, recipe.IGNORE]])
+    total, count = recipe.token_loss(logits, labels)
+    logprobs = logits.log_softmax(-1)
+    assert int(count) == 2
+    assert total.item() == pytest.approx((-logprobs[0, 0, 2] - logprobs[0, 1].mean()).item(), rel=1e-6)
+    # its minimum is the uniform distribution itself: log V
+    assert recipe.token_loss(torch.zeros(1, 1, 5), torch.tensor([[recipe.UNIFORM]]))[0].item() == pytest.approx(
+        math.log(5))
+
+
+@pytest.mark.parametrize("ctc_weight", [0.0, 0.3])
+def test_the_loss_runs_through_ddps_forward(ctc_weight):
+    """The trainer hands the loss the DDP wrapper: the loss must compute through its forward (DDP's gradient
+    sync is armed there) and read the config from the wrapped model; gradients equal the bare model's."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = tiny(ctc_weight=ctc_weight).train()
+    batch, _ = recipe.example_batch(model, torch.Generator().manual_seed(0))
+    recipe.loss(model, batch)[0].backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        wrapped = DistributedDataParallel(model)
+        recipe.loss(wrapped, batch)[0].backward()
+    finally:
+        dist.destroy_process_group()
+    for name, p in model.named_parameters():
+        if name in expected:
+            torch.testing.assert_close(p.grad, expected[name], msg=name)
 
 
 def test_named_sizes_have_whispers_dimensions():

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 from torch import nn
 
 
@@ -68,3 +69,13 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The family's own model inside the trainer's wrapper: DDP keeps it in .module (FSDP2 shards it in place).
+    Read attributes such as .config from it; compute through the wrapper's forward, which DDP needs to sync."""
+    return getattr(model, "module", model)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device

@@ -8,11 +8,14 @@ Training targets follow Whisper's multitask format (Radford et al., 2022, fig. 1
 and predicts the language token (language identification), then the text and <|endoftext|>; the task and
 <|notimestamps|> tokens are instructions, given and never predicted (their labels are ignored). A clip with
 no speech must predict <|nospeech|> right after <|startoftranscript|>, so the distribution there is both the
-language detector and the no-speech detector. It then reads a full prompt in some language and must end the
-transcript at once (<|endoftext|>): decoding never feeds <|nospeech|> back (whisper suppresses it and reads
-P(<|nospeech|>) instead), so this is what the decoder meets on silence. Trained only with <|nospeech|>
-<|endoftext|>, the decoder learnt to write a fluent sentence after the prompt, confident enough (average
-log-probability above -1) that whisper's silence rule kept it: a hallucination on every no-speech clip.
+language detector and the no-speech detector. Decoding never feeds <|nospeech|> back (whisper suppresses it and
+reads P(<|nospeech|>) instead): on silence the decoder meets a full prompt in some language, and whisper's rule
+drops the window only if the text it then writes is unconfident (average log-probability below -1). So a
+no-speech clip also trains what follows such a prompt: no preference at all for the first token (the
+cross-entropy against the uniform distribution, the maximum-entropy target; whisper's blank suppression bans
+<|endoftext|> there) and <|endoftext|> after it. Trained with <|nospeech|> <|endoftext|> alone, the decoder wrote
+fluent, confident text on every validation no-speech clip ("There are seis", average log-probability -0.67,
+with P(<|nospeech|>) = 1.0).
 """
 
 import dataclasses
@@ -30,9 +33,10 @@ from zoo.registry import TrainingData
 from zoo.speech.audio import MEL_PAD, load_audio, log_mel_spectrogram
 from zoo.speech.data import SpeechCorpusConfig, build_corpus, read_manifest
 from zoo.speech.tokenizer import WhisperTokenizer
-from zoo.utils import written_atomically
+from zoo.utils import unwrapped, written_atomically
 
 IGNORE = -100  # label padding and instruction tokens: cross_entropy's ignore_index
+UNIFORM = -101  # label of a position whose target is the uniform distribution (no speech: no preferred token)
 # The CTC head predicts the transcript's UTF-8 bytes (Li et al., 2019, "Bytes Are All You Need: End-to-End
 # Multilingual Speech Recognition and Synthesis with Bytes"), not the decoder's BPE pieces: 256 classes shared
 # by every language, each seen thousands of times per epoch, where a BPE piece (often a whole word) is seen a
@@ -94,13 +98,15 @@ def mel_clips(corpus_dir: Path, split: str) -> MelClips:
 # the multitask targets
 
 
-def target_tokens(tokenizer: WhisperTokenizer, row: dict, task: str,
-                  prompt_language: str | None = None) -> tuple[list[int], list[int]]:
+def target_tokens(tokenizer: WhisperTokenizer, row: dict, task: str, prompt_language: str | None = None,
+                  filler: int = 0) -> tuple[list[int], list[int]]:
     """(decoder input, labels) for one clip and task, in Whisper's layout (see the module docstring).
-    prompt_language: the language of a no-speech clip's prompt (default: the tokenizer's first)."""
+    A no-speech clip's prompt is in `prompt_language` (default: the tokenizer's first) and is followed by
+    `filler`, any text token (default: the first), after which the transcript ends."""
     if row["no_speech"]:
         prompt = tokenizer.sot_sequence(prompt_language or tokenizer.languages[0], task, timestamps=False)
-        return prompt, [tokenizer.no_speech] + [IGNORE] * (len(prompt) - 2) + [tokenizer.eot]
+        labels = [tokenizer.no_speech] + [IGNORE] * (len(prompt) - 2) + [UNIFORM, tokenizer.eot]
+        return prompt + [filler], labels
     prompt = tokenizer.sot_sequence(row["language"], task, timestamps=False)  # sot, lang, task, notimestamps
     text = tokenizer.encode((row["translation"] if task == "translate" else row["text"]).strip())
     inputs = prompt + text
@@ -127,6 +133,11 @@ def choose_prompt_language(index: int, languages) -> str:
     return languages[int(_draw("language", index) * len(languages))]
 
 
+def choose_filler(index: int, tokenizer: WhisperTokenizer) -> int:
+    """The text token after no-speech clip `index`'s prompt: any of the BPE pieces (ids below <|endoftext|>)."""
+    return int(_draw("filler", index) * tokenizer.eot)
+
+
 class SpeechItems:
     """Items of one split: clip i's log-mel frames with the targets of the task chosen for it (choose_task).
     corpus_dir: where the split came from (evaluation reads the test splits there too)."""
@@ -141,7 +152,8 @@ class SpeechItems:
     def __getitem__(self, i: int) -> dict:
         row = self.clips.rows[i]
         task = choose_task(row, i, self.translate_share)
-        inputs, labels = target_tokens(self.tokenizer, row, task, choose_prompt_language(i, self.tokenizer.languages))
+        inputs, labels = target_tokens(self.tokenizer, row, task, choose_prompt_language(i, self.tokenizer.languages),
+                                       choose_filler(i, self.tokenizer))
         transcript = [] if row["no_speech"] else list(row["text"].strip().encode("utf-8"))  # CTC targets: bytes
         return {"mel": self.clips.frames(i), "tokens": torch.tensor(inputs), "labels": torch.tensor(labels),
                 "ctc_targets": torch.tensor(transcript or [0], dtype=torch.long),
@@ -187,19 +199,33 @@ def example_batch(model, generator: torch.Generator) -> tuple[dict, dict]:
 # the loss
 
 
+def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed loss, number of predicted positions) of (B, L, V) logits against (B, L) labels: cross-entropy
+    with the label, or at UNIFORM positions with the uniform distribution (-mean over the vocabulary of the
+    log-probabilities); IGNORE positions do not count."""
+    logits, labels = logits.float().flatten(0, 1), labels.flatten()
+    uniform = labels == UNIFORM
+    total = F.cross_entropy(logits, labels.masked_fill(uniform, IGNORE), ignore_index=IGNORE, reduction="sum")
+    total = total - logits[uniform].log_softmax(-1).mean(-1).sum()
+    return total, (labels != IGNORE).sum()
+
+
 def loss(model, batch: dict):
     """Cross-entropy of the decoder's next-token predictions (mean over predicted tokens), plus with
     config.ctc_weight > 0 the encoder's CTC loss on the transcript (joint CTC-attention, Watanabe et al., 2017):
     (1 - w) * CE + w * CTC."""
     mel, mel_mask = batch["mel"].transpose(-1, -2), batch["mel_mask"]
-    audio, audio_mask = model.embed_audio(mel, mel_mask)
-    logits = model.logits(batch["tokens"], audio, audio_mask)
-    ce = F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE)
-    weight = model.config.ctc_weight
+    weight = unwrapped(model).config.ctc_weight
     if weight == 0:
+        total, count = token_loss(model(mel, batch["tokens"], mel_mask), batch["labels"])
+        ce = total / count.clamp(min=1)
         return ce, {"ce": ce.detach()}
-    log_probs = model.ctc_head(audio).float().log_softmax(-1).transpose(0, 1)  # (S, B, 257)
-    frames = audio_mask.sum(1) if audio_mask is not None else torch.full((audio.shape[0],), audio.shape[1])
+    logits, ctc_logits, audio_mask = model(mel, batch["tokens"], mel_mask, ctc=True)
+    total, count = token_loss(logits, batch["labels"])
+    ce = total / count.clamp(min=1)
+    log_probs = ctc_logits.float().log_softmax(-1).transpose(0, 1)  # (S, B, 257)
+    B, S = ctc_logits.shape[:2]
+    frames = audio_mask.sum(1) if audio_mask is not None else torch.full((B,), S, device=ctc_logits.device)
     lengths = batch["ctc_length"]
     per_clip = F.ctc_loss(log_probs, batch["ctc_targets"], frames, lengths, blank=CTC_CLASSES - 1,
                           reduction="none", zero_infinity=True)  # a no-speech clip's target is empty: all blanks
@@ -219,11 +245,9 @@ def teacher_forced_loss(model, items: SpeechItems, indices: list[int], batch_siz
     for start in range(0, len(indices), batch_size):
         batch = collate([items[i] for i in indices[start:start + batch_size]])
         batch = {k: v.to(device) for k, v in batch.items()}
-        audio, audio_mask = model.embed_audio(batch["mel"].transpose(-1, -2), batch["mel_mask"])
-        logits = model.logits(batch["tokens"], audio, audio_mask)
-        nll += F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE,
-                               reduction="sum").item()
-        count += int((batch["labels"] != IGNORE).sum())
+        total, n = token_loss(model(batch["mel"].transpose(-1, -2), batch["tokens"], batch["mel_mask"]),
+                              batch["labels"])
+        nll, count = nll + total.item(), count + int(n)
     return nll / count
 
 

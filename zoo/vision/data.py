@@ -37,7 +37,7 @@ from torch.utils.data import Dataset, default_collate
 from zoo.data.shapes import TASKS, SceneConfig, ShapesDataset, materialize
 from zoo.plots import save_confusion_matrix
 from zoo.registry import TrainingData
-from zoo.utils import eval_mode, written_atomically
+from zoo.utils import eval_mode, model_device, written_atomically
 
 # Every model in the family sees inputs normalised with the ImageNet statistics, so torchvision's
 # ImageNet weights work unchanged and our own runs use the same convention.
@@ -304,13 +304,9 @@ def prepare_data(config, data_config: VisionDataConfig, path=None, cache_dir=Non
                         val=ImageTensors(val_images, val_labels, classes), config=config)
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy of the logits against the labels, the mean over the batch."""
-    device = _device(model)
+    device = model_device(model)
     logits = model(batch["image"].to(device, non_blocking=True))  # (B, classes)
     return F.cross_entropy(logits.float(), batch["label"].to(device, non_blocking=True))
 
@@ -335,7 +331,7 @@ def evaluate(model: nn.Module, data, data_config: VisionDataConfig | None = None
     num_classes = model.config.num_classes
     names = list(model.config.class_names) or list(getattr(dataset, "classes", [])) or [
         str(i) for i in range(num_classes)]
-    device = _device(model)
+    device = model_device(model)
     k = min(5, num_classes)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     total_loss = topk_correct = 0.0
@@ -369,7 +365,7 @@ def classify(model: nn.Module, image_path: str | Path, top_k: int = 5) -> list[t
         raise FileNotFoundError(f"no image file {path}")
     x = normalize(image_to_tensor(load_image(path), model.config.image_size))[None]  # (1, 3, S, S)
     with eval_mode(model):
-        probs = model(x.to(_device(model))).float().softmax(dim=-1)[0]  # (classes,)
+        probs = model(x.to(model_device(model))).float().softmax(dim=-1)[0]  # (classes,)
     names = list(model.config.class_names) or [str(i) for i in range(len(probs))]
     values, indices = probs.topk(min(top_k, len(probs)))
     return [(names[i], p) for p, i in zip(values.tolist(), indices.tolist())]
