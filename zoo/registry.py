@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import default_collate
 
 # Modules whose import registers families and models; imported on first use (timm does the same).
-FAMILY_MODULES = ("zoo.text.gpt", "zoo.vision.alexnet", "zoo.vision.vit", "zoo.speech.whisper")
+FAMILY_MODULES = ("zoo.text.gpt", "zoo.vision.alexnet", "zoo.vision.vit", "zoo.speech.whisper", "zoo.diffusion.vae")
 PLUGIN_VARIABLE = "ZOO_FAMILIES"
 
 
