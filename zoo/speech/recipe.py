@@ -13,9 +13,8 @@ reads P(<|nospeech|>) instead): on silence the decoder meets a full prompt in so
 drops the window only if the text it then writes is unconfident (average log-probability below -1). So a
 no-speech clip also trains what follows such a prompt: no preference at all for the first token (the
 cross-entropy against the uniform distribution, the maximum-entropy target; whisper's blank suppression bans
-<|endoftext|> there) and <|endoftext|> after it. Trained with <|nospeech|> <|endoftext|> alone, the decoder wrote
-fluent, confident text on every validation no-speech clip ("There are seis", average log-probability -0.67,
-with P(<|nospeech|>) = 1.0).
+<|endoftext|> there) and <|endoftext|> after it. Trained with <|nospeech|> <|endoftext|> alone, the decoder is
+sure there is no speech and still writes fluent, confident text after the prompt (README "Speech").
 """
 
 import dataclasses
@@ -216,13 +215,12 @@ def loss(model, batch: dict):
     (1 - w) * CE + w * CTC."""
     mel, mel_mask = batch["mel"].transpose(-1, -2), batch["mel_mask"]
     weight = unwrapped(model).config.ctc_weight
-    if weight == 0:
-        total, count = token_loss(model(mel, batch["tokens"], mel_mask), batch["labels"])
-        ce = total / count.clamp(min=1)
-        return ce, {"ce": ce.detach()}
-    logits, ctc_logits, audio_mask = model(mel, batch["tokens"], mel_mask, ctc=True)
+    output = model(mel, batch["tokens"], mel_mask, ctc=weight > 0)
+    logits, ctc_logits, audio_mask = output if weight > 0 else (output, None, None)
     total, count = token_loss(logits, batch["labels"])
     ce = total / count.clamp(min=1)
+    if weight == 0:
+        return ce, {"ce": ce.detach()}
     log_probs = ctc_logits.float().log_softmax(-1).transpose(0, 1)  # (S, B, 257)
     B, S = ctc_logits.shape[:2]
     frames = audio_mask.sum(1) if audio_mask is not None else torch.full((B,), S, device=ctc_logits.device)
