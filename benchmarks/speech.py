@@ -35,11 +35,11 @@ sinusoids in the encoder and uses RoPE in the decoder) and zoo's key biases; bot
 import argparse
 import math
 import os
-import time
 from dataclasses import replace
 
 import torch
 import transformers
+from timing import interleaved  # benchmarks/timing.py: run as scripts, benchmarks/ is on sys.path
 from transformers import GenerationConfig, WhisperForConditionalGeneration
 from transformers import WhisperConfig as HFWhisperConfig
 from transformers.modeling_outputs import BaseModelOutput
@@ -131,20 +131,6 @@ def clip_features(seconds: float, seed: int) -> tuple[torch.Tensor, torch.Tensor
     return log_mel_spectrogram(audio), log_mel_spectrogram(pad_or_trim(audio, N_SAMPLES))
 
 
-def interleaved(fns: dict, rounds: int) -> dict:
-    """Seconds per call of each function: rounds alternate between them, so a busy machine slows all of them
-    alike; the best round (least disturbed) counts, as timeit recommends. One warm-up call each first."""
-    for fn in fns.values():
-        fn()
-    best = dict.fromkeys(fns, math.inf)
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
 # ----------------------------------------------------------------------------------------------------------
 # encoder
 
@@ -167,7 +153,7 @@ def bench_encoder(args, zoo_model, hf_model):
     def hf():
         assert hf_model.model.encoder(window[None]).last_hidden_state.shape[1] == 1500
 
-    t = interleaved({"zoo": zoo_own, "zoo 30 s": zoo_30s, "hf": hf}, args.rounds)
+    t = interleaved({"zoo": zoo_own, "zoo 30 s": zoo_30s, "hf": hf}, args.rounds, warmup=True)
     print(f"zoo ({frames} mel frames -> {math.ceil(frames / 2)} encoder frames) {t['zoo'] * 1e3:.1f} ms   "
           f"HF (padded to 3000 -> 1500) {t['hf'] * 1e3:.1f} ms   zoo speed-up {t['hf'] / t['zoo']:.2f}x")
     print(f"    zoo on the same 3000 padded frames {t['zoo 30 s'] * 1e3:.1f} ms: {t['hf'] / t['zoo 30 s']:.2f}x HF "
@@ -212,7 +198,7 @@ def bench_decode(args, zoo_model, hf_model, options):
                                          replace(options, prepack=False), n),
            "zoo 30 s": zoo_decode_fn(zoo_model, features_30s, None, options, n),
            "hf": hf_generate_fn(hf_model, n, encoder_outputs=BaseModelOutput(last_hidden_state=hf_features))}
-    t = interleaved(fns, args.rounds)
+    t = interleaved(fns, args.rounds, warmup=True)
     rate = {name: n / seconds for name, seconds in t.items()}
     z, h = rate["zoo"], rate["hf"]
     print(f"zoo DecodingTask.run (over {features.shape[1]} audio frames) {z:.0f} tok/s   "
@@ -244,7 +230,7 @@ def bench_batch(args, zoo_model, hf_model, options):
         return run
 
     t = interleaved({"zoo": zoo_fn(mels), "zoo 30 s": zoo_fn(list(windows)),
-                     "hf": hf_generate_fn(hf_model, n, input_features=windows)}, args.rounds)
+                     "hf": hf_generate_fn(hf_model, n, input_features=windows)}, args.rounds, warmup=True)
     rate = {name: B / seconds for name, seconds in t.items()}
     z, h = rate["zoo"], rate["hf"]
     print(f"zoo decode (padded to the longest clip, {max(mel.shape[1] for mel in mels)} "

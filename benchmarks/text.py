@@ -23,11 +23,11 @@ keep busy slows both alike (the load average is printed; ratios from a quiet mac
 
 import argparse
 import contextlib
-import math
 import os
 import time
 
 import torch
+from timing import interleaved  # benchmarks/timing.py: run as scripts, benchmarks/ is on sys.path
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from zoo.nn.packed import prepacked_linears
@@ -59,28 +59,8 @@ def build_pair(dim: int, n_layers: int, n_heads: int, hidden: int, max_seq_len: 
     return zoo_model.to(device), hf_model.to(device)
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 # ----------------------------------------------------------------------------------------------------------
 # training step
-
-
-def interleaved(fns: dict, rounds: int, per_round: int, device) -> dict:
-    """Seconds per call of each function: rounds alternate between them, so a busy machine slows all of them
-    alike; the best round (least disturbed) counts, as timeit recommends."""
-    best = {name: math.inf for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            sync(device)
-            start = time.perf_counter()
-            for _ in range(per_round):
-                fn()
-            sync(device)
-            best[name] = min(best[name], (time.perf_counter() - start) / per_round)
-    return best
 
 
 def train_step(model, hf: bool, x, y, compile_blocks: bool = False):

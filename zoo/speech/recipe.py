@@ -32,7 +32,7 @@ from zoo.registry import TrainingData
 from zoo.speech.audio import MEL_PAD, load_audio, log_mel_spectrogram
 from zoo.speech.data import SpeechCorpusConfig, build_corpus, read_manifest
 from zoo.speech.tokenizer import WhisperTokenizer
-from zoo.utils import unwrapped, written_atomically
+from zoo.utils import model_device, unwrapped, written_atomically
 
 IGNORE = -100  # label padding and instruction tokens: cross_entropy's ignore_index
 UNIFORM = -101  # label of a position whose target is the uniform distribution (no speech: no preferred token)
@@ -238,7 +238,7 @@ def loss(model, batch: dict):
 @torch.inference_mode()
 def teacher_forced_loss(model, items: SpeechItems, indices: list[int], batch_size: int = 32) -> float:
     """The training loss's cross-entropy on the given items: mean over every predicted token."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     nll, count = 0.0, 0
     for start in range(0, len(indices), batch_size):
         batch = collate([items[i] for i in indices[start:start + batch_size]])
@@ -255,7 +255,7 @@ def decode_clips(model, clips: MelClips, indices: list[int], task: str, beam_siz
     from zoo.speech.decoding import DecodingOptions, decode
 
     options = DecodingOptions(task=task, without_timestamps=True, beam_size=beam_size)
-    device = next(model.parameters()).device
+    device = model_device(model)
     results = []
     for start in range(0, len(indices), batch_size):
         mels = [clips.frames(i).T.to(device) for i in indices[start:start + batch_size]]

@@ -15,7 +15,7 @@ from zoo.nn import transformer_flops_per_token
 from zoo.nn.packed import prepacked_linears
 from zoo.registry import TrainingData
 from zoo.text.data import prepare_text_data
-from zoo.utils import eval_mode
+from zoo.utils import eval_mode, model_device
 
 TOKENIZERS = ("char", "bpe")
 EVAL_BATCH = 32  # windows per evaluation forward pass (larger batches were slower on a 2-core CPU)
@@ -80,7 +80,7 @@ def evaluate(model, data: TrainingData, data_config: TextDataConfig, out_dir=Non
 def _evaluate(model, data: TrainingData, data_config: TextDataConfig, quick: bool) -> dict:
     tokens = torch.from_numpy(data.val.tokens[:].astype("int64"))
     T = data.val.seq_len
-    device = next(model.parameters()).device
+    device = model_device(model)
     starts = list(range(0, len(tokens) - T, T))
     if quick and len(starts) > data_config.quick_eval_windows:
         step = len(starts) / data_config.quick_eval_windows
@@ -103,7 +103,7 @@ def sliding_window_perplexity(model, tokens: torch.Tensor, context: int, stride:
     """exp(mean NLL) where each window of `context` tokens scores only the tokens its predecessor did not."""
     if not 0 < stride <= context:
         raise ValueError(f"data.eval_stride must be in [1, {context}], got {stride}")
-    device = next(model.parameters()).device
+    device = model_device(model)
     nll, counted, previous_end = 0.0, 0, 0
     windows = []
     for begin in range(0, len(tokens) - 1, stride):
