@@ -25,7 +25,8 @@ from torch import nn
 from torch.utils.data import default_collate
 
 # Modules whose import registers families and models; imported on first use (timm does the same).
-FAMILY_MODULES = ("zoo.text.gpt", "zoo.vision.alexnet", "zoo.vision.vit", "zoo.speech.whisper", "zoo.diffusion.vae")
+FAMILY_MODULES = ("zoo.text.gpt", "zoo.vision.alexnet", "zoo.vision.vit", "zoo.speech.whisper", "zoo.diffusion.vae",
+                  "zoo.diffusion.dit", "zoo.diffusion.judge")
 PLUGIN_VARIABLE = "ZOO_FAMILIES"
 
 
@@ -90,9 +91,11 @@ class Family:
 
     build(config) -> nn.Module with a `.config` attribute (the config dataclass)
     data_config: dataclass type of the `data.*` settings
-    prepare_data(config, data_config, path, cache_dir, model=None) -> TrainingData
+    prepare_data(config, data_config, path, cache_dir, model=None, run_dir=None) -> TrainingData
         path None means the built-in data. `model`, when given, is an already trained model whose
-        extras (tokenizer, class names) must be reused, as `zoo eval DIR --data PATH` does.
+        extras (tokenizer, class names) must be reused, as `zoo eval DIR --data PATH` does. `run_dir`, the
+        trainer's output directory (None outside training), is where a family may train the frozen helper
+        models it needs first (the diffusion denoiser's VAE and judge).
     loss(model, batch, **frozen) -> loss, or (loss, metrics): loss is a scalar tensor, the mean over the batch
         (so accumulation and DDP averaging are exact); metrics, a dict of scalar tensors or floats (loss terms,
         accuracies) that the trainer averages over micro-batches and ranks and logs every step beside the loss.

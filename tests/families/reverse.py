@@ -241,7 +241,8 @@ class ValStrings(Dataset):
 collate = functools.partial(pad_collate, pad={"source": 0, "decoder_input": 0, "labels": IGNORE})
 
 
-def prepare_data(config: ReverseConfig, data_config: ReverseDataConfig, path, cache_dir, model=None) -> TrainingData:
+def prepare_data(config: ReverseConfig, data_config: ReverseDataConfig, path, cache_dir, model=None,
+                 run_dir=None) -> TrainingData:
     if path is not None:
         raise ValueError("the reverse family computes its data; it takes no --data path")
     longest = data_config.max_len + 1  # BOS + digits (source), BOS + digits (decoder input)

@@ -162,7 +162,8 @@ class SpeechItems:
 collate = functools.partial(pad_collate, pad={"mel": MEL_PAD, "tokens": 0, "labels": IGNORE, "ctc_targets": 0})
 
 
-def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=None) -> TrainingData:
+def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=None,
+                 run_dir=None) -> TrainingData:
     """The built-in synthesised corpus (path None) or a corpus directory with the same manifests; the BPE is
     trained on the training transcripts and translations (or a trained model's tokenizer is reused)."""
     corpus_dir = Path(path) if path is not None else build_corpus(data_config.corpus, Path(cache_dir) / "speech")

@@ -35,7 +35,7 @@ class TextDataConfig:
             raise ValueError(f"data.tokenizer={self.tokenizer!r}; allowed: {', '.join(TOKENIZERS)}")
 
 
-def prepare_data(config, data_config: TextDataConfig, path, cache_dir, model=None) -> TrainingData:
+def prepare_data(config, data_config: TextDataConfig, path, cache_dir, model=None, run_dir=None) -> TrainingData:
     seq_len = data_config.seq_len or config.backbone.max_seq_len
     if seq_len > config.backbone.max_seq_len:
         raise ValueError(f"data.seq_len={seq_len} exceeds model.backbone.max_seq_len={config.backbone.max_seq_len}")

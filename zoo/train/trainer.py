@@ -275,7 +275,7 @@ class Trainer:
     def _prepare_data(self, model_config, base) -> TrainingData:
         cache_dir = zoo_home() / "cache"
         args = (model_config, self.data_config, self.data_path, cache_dir)
-        kwargs = {"model": base} if base is not None else {}
+        kwargs = {"run_dir": self.out_dir, **({"model": base} if base is not None else {})}
         if self.env.is_main:  # rank 0 fills the cache (tokenizer training, rendering); the others reuse it
             data = self.family.prepare_data(*args, **kwargs)
         self.env.barrier()

@@ -277,7 +277,8 @@ def folder_data(root: Path, data_config: VisionDataConfig, image_size: int, cach
 # The family functions (zoo/registry.py Family)
 
 
-def prepare_data(config, data_config: VisionDataConfig, path=None, cache_dir=None, model=None) -> TrainingData:
+def prepare_data(config, data_config: VisionDataConfig, path=None, cache_dir=None, model=None,
+                 run_dir=None) -> TrainingData:
     """Built-in shapes (path None) or an ImageFolder tree -> TrainingData with num_classes, class_names and
     image_size filled into the model config. With a trained `model`, its class list indexes the labels
     (a folder may hold a subset of its classes; a class it does not know is an error)."""

@@ -1,0 +1,95 @@
+"""`zoo imagine`: the text-to-image family's command (registered with the dit family in zoo/diffusion/dit.py).
+
+    zoo imagine runs/dit-shapes "a large red circle in the centre on a blue background" --out circle.png
+    zoo imagine DIR "a small green star" --num-images 8 --seed 1 --guidance 6 --scheduler ddim --out stars.png
+
+One image is written as it is, several as a grid (a prompt's images in rows of ceil(sqrt(K))); images smaller
+than 128 px are enlarged by an integer factor, nearest neighbour, as the VAE's reconstruction grids are, so 32 px
+scenes can be looked at. The pipeline (zoo.diffusion.pipeline) is imported only when the command runs: diffusers
+costs seconds at import, and the family module registering this command must stay cheap.
+"""
+
+import argparse
+import math
+from pathlib import Path
+
+from zoo.registry import Command
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    p.add_argument("dir", help="a trained text-to-image model directory (config.json, tokenizer.json, vae/)")
+    p.add_argument("prompt", help='a caption in the training grammar, e.g. "a small red triangle at the top left on '
+                                  'a blue background"; "" draws unconditionally')
+    p.add_argument("--out", required=True, help="image file to write (.png, .jpg, ...)")
+    p.add_argument("--steps", type=int, help="sampling steps (default 25)")
+    p.add_argument("--guidance", type=float,
+                   help="classifier-free guidance scale (default 4.0; <= 1 turns guidance off)")
+    p.add_argument("--seed", type=int, default=0, help="the noise seed: the same seed draws the same image (default 0)")
+    p.add_argument("--num-images", type=int, default=1, help="images of the prompt; more than 1 writes a grid")
+    p.add_argument("--scheduler", help="dpm++ | ddim | euler | ddpm | flow-euler (default: dpm++ for epsilon and v "
+                                       "models, flow-euler for flow models)")
+    p.add_argument("--negative-prompt", help="what to steer away from (replaces the empty caption in guidance)")
+    p.add_argument("--height", type=int, help="pixels (default: the training size)")
+    p.add_argument("--width", type=int, help="pixels (default: the training size)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+
+
+def check_image_path(path: Path) -> Path:
+    """A file name whose extension PIL can write; a ValueError before any sampling otherwise."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"--out {path}: cannot tell an image format from {path.suffix or 'no extension'!r}; "
+                         f"allowed: a name ending in .png, .jpg, .bmp, .webp, ...")
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a directory; allowed: an image file name")
+    return path
+
+
+def save_images(images, path: Path) -> int:
+    """float (N, H, W, 3) in [0, 1] -> one image, or a grid of N; returns the enlargement factor used."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from zoo.data.shapes import save_grid
+    from zoo.diffusion.vae import viewing_scale
+
+    n, h, w, _ = images.shape
+    scale = viewing_scale(max(h, w))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if n == 1:
+        image = Image.fromarray((images[0] * 255).round().astype(np.uint8))
+        image.resize((w * scale, h * scale), Image.NEAREST).save(path)
+    else:
+        save_grid(torch.from_numpy(images).permute(0, 3, 1, 2), path, nrow=math.ceil(math.sqrt(n)), n=n, scale=scale)
+    return scale
+
+
+def run(args: argparse.Namespace):
+    import torch
+
+    from zoo.diffusion.pipeline import TextToImagePipeline
+
+    out = check_image_path(Path(args.out))
+    if args.num_images < 1:  # before loading the model; the pipeline checks everything else
+        raise ValueError(f"--num-images {args.num_images}; allowed: an integer >= 1")
+    pipeline = TextToImagePipeline.from_pretrained(args.dir, device=args.device)
+    options = {"negative_prompt": args.negative_prompt, "height": args.height, "width": args.width,
+               "num_images_per_prompt": args.num_images, "scheduler": args.scheduler}
+    if args.steps is not None:
+        options["num_inference_steps"] = args.steps
+    if args.guidance is not None:
+        options["guidance_scale"] = args.guidance
+    generator = torch.Generator().manual_seed(args.seed)
+    images = pipeline(args.prompt, generator=generator, output_type="np", **options).images
+    scale = save_images(images, out)
+    n, h, w, _ = images.shape
+    shown = f", shown {scale}x" if scale > 1 else ""
+    print(f"wrote {out}: {n} image{'s' if n > 1 else ''} of {w}x{h} px{shown}, prompt {args.prompt!r}, seed "
+          f"{args.seed}, scheduler {args.scheduler or pipeline.scheduler}")
+
+
+IMAGINE = Command("imagine", "draw images from a caption with a trained text-to-image model", add_arguments, run)
+COMMANDS = (IMAGINE,)
