@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python benchmarks/nanogpt_baby.py
 	$(BIN)/python benchmarks/vision.py
 	$(BIN)/python benchmarks/speech.py
+	$(BIN)/python benchmarks/diffusion.py
 	$(BIN)/python benchmarks/trainer.py
 
 demo: install

@@ -219,3 +219,33 @@ def test_prepare_data_refuses_a_missing_vae_and_data_paths(tmp_path):
         recipe.prepare_data(DiTConfig(), recipe.DiTDataConfig(image_size=16, n_train=2, n_val=1), cache_dir=tmp_path)
     with pytest.raises(ValueError, match="--data .* is not supported"):
         recipe.prepare_data(DiTConfig(), config, path="images/", cache_dir=tmp_path)
+
+
+def test_without_a_vae_or_judge_the_recipes_train_them_into_the_run_directory_first(tmp_path, monkeypatch):
+    """zoo train dit-... with no data.vae: `zoo train vae-shapes` and `zoo train judge-shapes` run as processes of
+    their own into RUN/vae and RUN/judge (here cut to 2 steps of tiny models), then the denoiser's data is built
+    on them; a second call finds them there and trains nothing."""
+    import subprocess
+
+    real_run, commands = subprocess.run, []
+    tiny = {"vae": ["model.block_out_channels=8,16", "model.norm_num_groups=4"],
+            "judge": ["model.backbone.widths=8,8,8,8,8", "model.backbone.fc_dims=32,32"]}
+
+    def quick_run(command, **kwargs):
+        commands.append(command)
+        what = "vae" if "vae-shapes" in command else "judge"
+        sets = [*tiny[what], "data.n_train=16", "data.n_val=8", "train.eval_every=0", "train.batch_size=8"]
+        return real_run([*command, "--steps", "2", *[arg for s in sets for arg in ("--set", s)]], **kwargs)
+
+    monkeypatch.setattr(recipe.subprocess, "run", quick_run)
+    data_config = recipe.DiTDataConfig(image_size=16, n_train=8, n_val=4, n_test=1, n_test_heldout=1, seed=3)
+    data = recipe.prepare_data(DiTConfig(), data_config, cache_dir=tmp_path / "cache", run_dir=tmp_path / "run")
+    assert [c[c.index("train") + 1] for c in commands] == ["vae-shapes", "judge-shapes"]
+    vae_command, judge_command = commands
+    assert "data.seed=3" in vae_command and "data.heldout_share=0.125" in vae_command
+    assert "data.image_size=16" in judge_command and not any("seed" in arg for arg in judge_command)
+    assert data.extras["vae_dir"] == tmp_path / "run" / "vae" and set(data.frozen) == {"vae", "judge"}
+    assert data.frozen["vae"].config.scaling_factor is not None  # measured at the VAE's export
+    assert data.config.latent_size == 8
+    recipe.prepare_data(DiTConfig(), data_config, cache_dir=tmp_path / "cache", run_dir=tmp_path / "run")
+    assert len(commands) == 2
