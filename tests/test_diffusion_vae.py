@@ -243,11 +243,13 @@ def test_command_line_overrides_parse_to_the_field_types():
         replace_config(config, {"image_size": "18"})  # not a multiple of 4
 
 
-def test_vae_shapes_is_registered_with_factor_4_at_32_px():
+def test_vae_shapes_is_registered_with_factor_2_at_32_px():
     entry = get_model_entry("vae-shapes")
     assert entry.family == "vae" and {"steps", "batch_size", "lr"} <= set(entry.train)
     config = entry.make_config()
-    assert (config.image_size, config.factor, config.latent_channels, config.latent_size) == (32, 4, 4, 8)
+    assert (config.image_size, config.factor, config.latent_channels, config.latent_size) == (32, 2, 4, 16)
+    dit = get_model_entry("dit-shapes").make_config()  # the denoiser's recipe is sized for these latents
+    assert (dit.latent_size, dit.latent_channels) == (config.latent_size, config.latent_channels)
     assert config.scaling_factor is None
 
 

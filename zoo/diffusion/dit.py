@@ -217,7 +217,7 @@ register_family(Family(
     prepare_data=recipe.prepare_data, loss=recipe.loss, evaluate=recipe.evaluate, example_batch=recipe.example_batch,
     blocks=lambda model: [*model.text_encoder.transformer.blocks, *model.transformer.blocks],
     save_extras=recipe.save_extras, load_extras=recipe.load_extras, commands=COMMANDS,
-    tiny={"latent_size": 4, "backbone": {"n_layers": 1, "dim": 32, "n_heads": 2, "context_dim": 16},
+    tiny={"latent_size": 4, "patch_size": 2, "backbone": {"n_layers": 1, "dim": 32, "n_heads": 2, "context_dim": 16},
           "text": {"n_layers": 1, "dim": 16, "n_heads": 2}},
 ))
 
