@@ -172,7 +172,7 @@ def prepare_data(config, data_config: DiTDataConfig, path=None, cache_dir=None, 
     if path is not None:
         raise ValueError(f"the dit family trains on the built-in captioned scenes (zoo.diffusion.data); --data "
                          f"{path} is not supported: drop --data and set data.* (e.g. --set data.n_train=5000)")
-    if model is not None and getattr(model, "vae_dir", None) is not None and not data_config.vae:
+    if model is not None and getattr(model, "vae_dir", None) is not None:  # the VAE it was trained in (DIR/vae)
         vae_dir = Path(model.vae_dir)
     else:
         vae_dir = trained_model_dir(data_config.vae, data_config.vae_recipe, run_dir, data_config, "vae")
