@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from zoo.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_pretrained
 from zoo.diffusion.data import CaptionTokenizer, DiffusionDataConfig, cache_key, load_split
 from zoo.diffusion.objectives import corrupt, mean_squared_error_per_sample, training_scheduler
 from zoo.registry import TrainingData
@@ -68,8 +69,6 @@ def trained_model_dir(given: str, recipe_name: str, run_dir: Path | None, data_c
                       what: str) -> Path:
     """The directory of a trained helper model: `given`, or run_dir/<what> (trained there by `recipe_name`
     unless a finished one is there already)."""
-    from zoo.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-
     if given:
         path = Path(given).expanduser()
         if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
@@ -102,8 +101,6 @@ def trained_model_dir(given: str, recipe_name: str, run_dir: Path | None, data_c
 
 
 def weights_digest(model_dir: Path) -> str:
-    from zoo.checkpoint import WEIGHTS_FILE
-
     digest = hashlib.sha256()
     with open(model_dir / WEIGHTS_FILE, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -167,8 +164,6 @@ def prepare_data(config, data_config: DiTDataConfig, path=None, cache_dir=None, 
     """The VAE and judge (given, or trained into run_dir first), the train/val scenes encoded into cached latents,
     the caption tokenizer; config completed with the latent shape and vocabulary. A trained `model` brings its
     own VAE (DIR/vae) and tokenizer."""
-    from zoo.checkpoint import load_pretrained
-
     if path is not None:
         raise ValueError(f"the dit family trains on the built-in captioned scenes (zoo.diffusion.data); --data "
                          f"{path} is not supported: drop --data and set data.* (e.g. --set data.n_train=5000)")
@@ -312,8 +307,6 @@ def save_extras(model, directory) -> None:
         tokenizer.save(directory / "tokenizer.json")
     vae_dir = getattr(model, "vae_dir", None)
     if vae_dir is not None and Path(vae_dir).resolve() != (directory / "vae").resolve():
-        from zoo.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-
         (directory / "vae").mkdir(parents=True, exist_ok=True)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             with written_atomically(directory / "vae" / name) as tmp:
