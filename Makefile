@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check zoo tests benchmarks examples
+	$(BIN)/ruff check zoo tests benchmarks examples scripts
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -8,7 +8,7 @@ import torch
 import zoo
 from zoo.diffusion import recipe
 from zoo.diffusion.data import CaptionTokenizer
-from zoo.diffusion.dit import DiTConfig, timestep_embedding
+from zoo.diffusion.dit import DiTConfig, grid_embedding, timestep_embedding
 from zoo.diffusion.objectives import corrupt, training_scheduler
 from zoo.registry import get_family
 
@@ -99,6 +99,23 @@ def test_timestep_embedding_matches_the_formula():
     freqs = [10000 ** (-i / 4) for i in range(4)]
     expected = [[math.cos(v * f) for f in freqs] + [math.sin(v * f) for f in freqs] for v in t.tolist()]
     assert torch.allclose(emb, torch.tensor(expected), atol=1e-4)
+
+
+def test_absolute_positions_tell_the_tokens_where_they_are():
+    """RoPE only compares positions; the sin-cos table is what lets "at the top left" mean a place. Patches of equal
+    content enter the first block as different tokens with the table, as equal ones without it."""
+    table = grid_embedding(torch.tensor([[0, 0], [2, 3]]), 8)  # (row, column): row's sinusoids, then column's
+    assert torch.allclose(table[1], torch.cat([timestep_embedding(torch.tensor([2.0]), 4)[0],
+                                               timestep_embedding(torch.tensor([3.0]), 4)[0]]))
+    entering = {}
+    for absolute in (True, False):
+        model = tiny_dit(absolute_positions=absolute)
+        model.transformer.register_forward_hook(lambda m, args, out, a=absolute: entering.update({a: args[0]}))
+        tokens, mask = captions("")
+        with torch.no_grad():
+            model(torch.zeros(1, 4, 4, 4), torch.tensor([500.0]), tokens, mask)
+    assert not torch.allclose(entering[True][0, 0], entering[True][0, 3])  # four tokens of equal (zero) content
+    assert torch.allclose(entering[False][0, 0], entering[False][0, 3])
 
 
 @pytest.mark.parametrize("objective", ["epsilon", "v_prediction"])

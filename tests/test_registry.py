@@ -68,6 +68,7 @@ def test_missing_directory_and_missing_pretrained_weights_are_clear(tmp_path, mo
     with pytest.raises(FileNotFoundError, match="no model directory"):
         zoo.load(str(tmp_path / "nope") + "/")
     monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path / "no-shipped-weights"))
     with pytest.raises(FileNotFoundError, match="zoo train gpt-nano"):
         zoo.load("gpt-nano", pretrained=True)
     with pytest.raises(FileNotFoundError, match="config.json is missing"):

@@ -1,9 +1,10 @@
-"""The `zoo` command: list | train | eval | demo, and the verbs the families register (generate, classify, ...).
+"""The `zoo` command: list | train | eval | reproduce | demo, and the verbs the families register (generate, ...).
 
-    zoo list ["gpt*"]
+    zoo list ["gpt*"]                                 the weights column: shipped, trained ($ZOO_HOME) or -
     zoo train NAME [--out DIR] [--data PATH] [--steps N] [--set section.field=value ...] [--resume]
               [--lora r=8,alpha=16]
     zoo eval DIR [--data PATH] [--json]
+    zoo reproduce NAME [--out DIR] [--json]           retrain shipped weights with their recorded command, compare
     zoo generate DIR --prompt TEXT [--max-new-tokens N --temperature T --top-k K --top-p P --seed S]
                  [--stream] [--json] [--show-probs]
     zoo classify DIR IMAGE [--top-k K]
@@ -17,16 +18,22 @@ import json
 import sys
 from pathlib import Path
 
+from zoo.evaluation import evaluate_directory, load_for_eval  # noqa: F401 (zoo.cli.load_for_eval, as before)
 from zoo.registry import families
 
 
 def cmd_list(args):
     import zoo
-    from zoo.registry import get_model_entry
+    from zoo.checkpoint import CONFIG_FILE
+    from zoo.registry import get_model_entry, zoo_home
+    from zoo.shipped import shipped_names
 
+    shipped = set(shipped_names())
     for name in zoo.list_models(args.pattern):
         entry = get_model_entry(name)
-        print(f"{name:<16} {entry.family:<10} {entry.description}")
+        # what zoo.load(name, pretrained=True) would load: the user's own training first, then zoo's
+        weights = "trained" if (zoo_home() / name / CONFIG_FILE).exists() else "shipped" if name in shipped else "-"
+        print(f"{name:<16} {entry.family:<10} {weights:<8} {entry.description}")
 
 
 def cmd_train(args):
@@ -38,32 +45,31 @@ def cmd_train(args):
         print(json.dumps(metrics))
 
 
-def load_for_eval(directory: str, data_path: str | None):
-    """The trained model in DIR, its family, and its data prepared as it was trained (or from --data)."""
-    from zoo.checkpoint import load_pretrained
-    from zoo.config import replace_config
-    from zoo.registry import family_of_config, zoo_home
-
-    model = load_pretrained(directory)
-    family = family_of_config(model.config)
-    run_file = Path(directory) / "train_config.json"
-    run = json.loads(run_file.read_text()) if run_file.exists() else {}
-    data_config = replace_config(family.data_config(), run.get("data", {}), "data") if family.data_config else None
-    path = data_path if data_path is not None else run.get("data_path")
-    data = family.prepare_data(model.config, data_config, path, zoo_home() / "cache", model=model)
-    return model, family, data, data_config
-
-
 def cmd_eval(args):
-    model, family, data, data_config = load_for_eval(args.dir, args.data)
-    if family.evaluate is None:
-        raise ValueError(f"family {family.name!r} has no evaluation")
-    metrics = family.evaluate(model.eval(), data, data_config, out_dir=Path(args.dir), quick=False)
+    metrics = evaluate_directory(args.dir, args.data, out_dir=Path(args.dir))
     if args.json:
         print(json.dumps(metrics))
     else:
         for key, value in metrics.items():
             print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
+
+
+def cmd_reproduce(args):
+    from zoo.shipped import reproduce
+
+    report = reproduce(args.name, args.out)
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"\n{'metric':<24} {'shipped':>12} {'reproduced':>12} {'difference':>12}")
+    for key, row in report["metrics"].items():
+        cells = [f"{row[c]:>12.4f}" if row[c] is not None else f"{'-':>12}"
+                 for c in ("shipped", "reproduced", "difference")]
+        print(f"{key:<24} {' '.join(cells)}")
+    shipped_time = report["shipped_wall_time_s"]
+    print(f"\nwall time {report['wall_time_s']:.1f} s (shipped: "
+          f"{f'{shipped_time:.1f} s' if shipped_time is not None else 'unknown'}); report in "
+          f"{Path(report['out']) / 'reproduce.json'}")
 
 
 def cmd_demo(args):
@@ -107,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object (last line)")
     p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("reproduce", help="retrain shipped weights with the command that made them and compare")
+    p.add_argument("name")
+    p.add_argument("--out", help="run directory (default: runs/reproduce/NAME)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object (last line)")
+    p.set_defaults(fn=cmd_reproduce)
 
     for family in families():  # the verbs each family serves: generate, classify, ...
         for command in family.commands:

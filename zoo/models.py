@@ -2,7 +2,9 @@
 
     zoo.load("gpt-nano")                             random init from the named config
     zoo.load("gpt-nano", backbone={"n_layers": 2})   with validated config overrides (nested: a dict)
-    zoo.load("gpt-nano", pretrained=True)            the weights `zoo train gpt-nano` wrote to $ZOO_HOME/gpt-nano
+    zoo.load("gpt-nano", pretrained=True)            trained weights: the ones `zoo train gpt-nano` wrote to
+                                                     $ZOO_HOME/gpt-nano if any, else those shipped inside zoo
+                                                     (zoo/weights/gpt-nano, hash-verified: zoo.shipped)
     zoo.load("runs/my-gpt")                          a directory written by save_pretrained / zoo train --out
 """
 
@@ -11,11 +13,12 @@ from pathlib import Path
 
 from torch import nn
 
-from zoo.checkpoint import load_pretrained
+from zoo.checkpoint import CONFIG_FILE, load_pretrained
 from zoo.config import replace_config
 from zoo.registry import get_family, get_model_entry, list_models, zoo_home
+from zoo.shipped import load_shipped, shipped_dir, weights_root
 
-__all__ = ["build_model", "list_models", "load"]
+__all__ = ["build_model", "list_models", "load", "load_trained"]
 
 
 def build_model(name: str, **overrides) -> nn.Module:
@@ -36,14 +39,22 @@ def load(name_or_dir: str | os.PathLike, pretrained: bool = False, device=None, 
             raise FileNotFoundError(f"no model directory {str(name_or_dir)!r} (and it is not a model name; "
                                     f"see zoo.list_models())")
         if pretrained:
-            home = zoo_home() / str(name_or_dir)
-            get_model_entry(str(name_or_dir))  # unknown names fail with suggestions first
-            if not (home / "config.json").exists():
-                raise FileNotFoundError(f"no trained weights for {str(name_or_dir)!r} in {home}; train them with "
-                                        f"`zoo train {name_or_dir}` (or set ZOO_HOME)")
-            model = load_pretrained(home, **overrides)
+            model = load_trained(str(name_or_dir), **overrides)
         else:
             model = build_model(str(name_or_dir), **overrides)
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
     return model
+
+
+def load_trained(name: str, **overrides) -> nn.Module:
+    """The trained weights of a registered model: the user's own in $ZOO_HOME/NAME first (a model trained here
+    wins over the one zoo ships), then the shipped ones, verified against their manifest."""
+    get_model_entry(name)  # unknown names fail with suggestions first
+    home = zoo_home() / name
+    if (home / CONFIG_FILE).exists():
+        return load_pretrained(home, **overrides)
+    if shipped_dir(name) is not None:
+        return load_shipped(name, **overrides)
+    raise FileNotFoundError(f"no trained weights for {name!r}: none in {home} (ZOO_HOME) and none shipped in "
+                            f"{weights_root() / name}; train them with `zoo train {name}` (or set ZOO_HOME)")

@@ -1,11 +1,12 @@
-"""Two small helpers every part of zoo needs: write-then-rename publishing, and eval mode for a while.
+"""Small helpers every part of zoo needs: write-then-rename publishing, eval mode for a while, the git state.
 
-Neither knows about models or families; they live here so that no module writes its own copy.
+None knows about models or families; they live here so that no module writes its own copy.
 """
 
 import contextlib
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,3 +80,26 @@ def unwrapped(model: nn.Module) -> nn.Module:
 
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git checkout holding the zoo package: HEAD's sha, and whether zoo/ has uncommitted
+    changes. (None, None) where there is no such checkout (an installed wheel, no git): provenance is recorded
+    when it can be, and never fails a run.
+
+    zoo/weights is left out of "dirty": shipped weights are data, each hash-verified against its own manifest,
+    and a model trained before the previous one's weights are committed ran the same code all the same."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
+            return None, None  # zoo installed somewhere inside another repository's tree
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--", "zoo", ":(exclude)zoo/weights"))
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit, dirty

@@ -14,8 +14,10 @@ the prediction means is config.objective (zoo.diffusion.objectives): epsilon, v_
 The denoiser (DiT, sec. 3.2):
     patchify: a p x p convolution at stride p -> (B, h/p * w/p, dim) tokens
     zoo.nn Transformer, bidirectional, each block:
-        self-attention with 2-D axial RoPE over the (row, column) patch grid (Heo et al., 2024), not DiT's fixed
-            sin-cos table: relative positions, and any latent size the model is asked for;
+        self-attention with 2-D axial RoPE over the (row, column) patch grid (Heo et al., 2024): relative
+            positions, and any latent size the model is asked for. RoPE alone is blind to where a patch is, and
+            a caption names absolute places ("at the top left"), so the patch tokens also get DiT's fixed 2-D
+            sin-cos table of their (row, column) before the first block (computed for any grid, no parameters);
         cross-attention to the caption's token states (as Stable Diffusion's UNet and PixArt-alpha do: DiT's
             own class-conditional model had only adaLN);
         adaLN-Zero: a shift, scale and gate per branch regressed from c = t_embedding + pooled text, zero-init so
@@ -77,6 +79,7 @@ class DiTConfig:
     logit_mean: float = 0.0  # SD3's logit-normal sigma sampling: sigma = sigmoid(N(mean, std))
     logit_std: float = 1.0
     caption_dropout: float = 0.1  # share of training captions replaced by the empty caption (for guidance)
+    absolute_positions: bool = True  # add the 2-D sin-cos table of each patch's (row, column) to its token
 
     def __post_init__(self):
         for name in ("latent_channels", "latent_size", "patch_size", "vocab_size", "num_train_timesteps"):
@@ -98,6 +101,9 @@ class DiTConfig:
             raise ValueError(f"DiTConfig.min_snr_gamma={self.min_snr_gamma} and logit_std={self.logit_std} must "
                              f"be > 0")
         b, t = self.backbone, self.text
+        if self.absolute_positions and b.dim % 4:
+            raise ValueError(f"DiTConfig.backbone.dim={b.dim} must be a multiple of 4 for absolute_positions "
+                             f"(a sin and a cos per axis); allowed: a multiple of 4, or absolute_positions=False")
         if b.causal or not b.cross_attention or not b.adaln or b.positions != "rope2d" or b.final_norm:
             raise ValueError("DiTConfig.backbone must be bidirectional (causal=False) with cross_attention=True, "
                              "adaln=True, positions='rope2d' and final_norm=False (the model's final layer is "
@@ -123,6 +129,13 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int = TIMESTEP_FREQUENCIES,
     frequencies = torch.exp(-math.log(max_period) * torch.arange(half, device=timesteps.device) / half)
     angles = timesteps.float()[:, None] * frequencies[None]
     return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+def grid_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """DiT's fixed 2-D sin-cos position table: (T, 2) (row, column) -> (T, dim), the first half the row's
+    sinusoids and the second the column's, at the timestep embedding's frequencies."""
+    return torch.cat([timestep_embedding(positions[:, 0], dim // 2), timestep_embedding(positions[:, 1], dim // 2)],
+                     dim=-1)
 
 
 class TextEncoder(nn.Module):
@@ -195,6 +208,8 @@ class DiT(nn.Module, PretrainedMixin):
         x = self.patchify(latents).flatten(2).transpose(1, 2)  # (B, h/p * w/p, dim), row-major patches
         cond = self.time_mlp(timestep_embedding(timesteps).to(x.dtype)) + self.text_pool(pooled)
         positions = grid_positions(h // p, w // p, device=latents.device)
+        if c.absolute_positions:
+            x = x + grid_embedding(positions, x.shape[-1]).to(x.dtype)
         x = self.transformer(x, positions=positions, context=context, context_mask=context_mask, cond=cond)
         shift, scale = self.final_modulation(cond).chunk(2, dim=-1)
         x = self.final(modulate(self.final_norm(x), shift, scale))  # (B, N, p * p * C)

@@ -29,6 +29,7 @@ from zoo.train.distributed import all_reduce_mean, teardown
 from zoo.train.lora import apply_lora, count_parameters, merge_lora, save_adapter
 from zoo.train.metrics import RunLog, measure_flops, peak_flops, plot_losses
 from zoo.train.strategy import STRATEGIES, make_strategy
+from zoo.utils import git_state
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 LENGTH_GROUP_BATCHES = 50  # batches sorted by length together (HF Trainer's megabatch of 50)
@@ -529,6 +530,8 @@ class Trainer:
                "world_size": self.env.world_size, "model": config_to_dict(self.model_config),
                "data": config_to_dict(self.data_config) if self.data_config is not None else {},
                "train": config_to_dict(self.config)}
+        # the code this run trains with, so that shipped weights name the commit that made them (zoo.shipped)
+        run["commit"], run["dirty"] = git_state()
         (self.out_dir / "train_config.json").write_text(json.dumps(run, indent=2) + "\n")
 
     def export(self) -> dict:

@@ -1,0 +1,272 @@
+"""Shipped pretrained weights (zoo/shipped.py): a tiny trained run is shipped (fp16, hashed, evaluated, its curve
+and provenance recorded), loads through zoo.load's fallback, is refused when tampered with, shows in `zoo list`,
+and `zoo reproduce` retrains it from its manifest's command."""
+
+import datetime
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import zoo
+from zoo.checkpoint import load_pretrained
+from zoo.cli import main
+from zoo.evaluation import evaluate_directory
+from zoo.shipped import (
+    ShippedWeightsError,
+    cast_weights,
+    load_shipped,
+    loss_curve,
+    read_manifest,
+    reproduce_argv,
+    ship,
+    shipped_names,
+    verify,
+)
+from zoo.train import train
+from zoo.utils import git_state
+
+NAME = "alexnet-mini"
+TINY = ["data.n_train=64", "data.n_val=32", "train.batch_size=8", "train.log_every=1", "train.eval_every=0",
+        "train.tensorboard=false", "train.warmup=1"]
+COMMAND = f"zoo train {NAME} --out runs/ship/{NAME} --steps 2 " + " ".join(f"--set {s}" for s in TINY)
+SHIPPED_FILES = {"config.json", "model.safetensors", "train_config.json", "helper/config.json",
+                 "helper/model.safetensors"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A finished 2-step alexnet-mini run, plus a nested model directory (helper/, holding an integer tensor and
+    metadata) with run litter of its own that must not ship."""
+    out = tmp_path_factory.mktemp("runs") / NAME
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped: conftest's per-test ZOO_HOME is not set yet
+        patch.setenv("ZOO_HOME", str(tmp_path_factory.mktemp("home")))
+        train(NAME, out=out, steps=2, sets=TINY)
+    helper = out / "helper"
+    helper.mkdir()
+    shutil.copyfile(out / "config.json", helper / "config.json")
+    tensors = {**load_file(out / "model.safetensors"), "counter": torch.arange(5)}
+    save_file(tensors, str(helper / "model.safetensors"), metadata={"format": "pt", "note": "kept"})
+    (helper / "checkpoints").mkdir()
+    (helper / "checkpoints" / "state.pt").write_bytes(b"not shipped")
+    (helper / "log.jsonl").write_text("")
+    return out
+
+
+@pytest.fixture(scope="module")
+def shipped(run_dir, tmp_path_factory) -> Path:
+    """The weights root holding the shipped run."""
+    root = tmp_path_factory.mktemp("weights")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_HOME", str(tmp_path_factory.mktemp("home")))
+        ship(run_dir, NAME, COMMAND, wall_time_s=12.5, root=root)
+    return root
+
+
+@pytest.fixture
+def weights(shipped, tmp_path, monkeypatch) -> Path:
+    """A private copy of the shipped root as ZOO_WEIGHTS_DIR, for tests that change it."""
+    root = tmp_path / "weights"
+    shutil.copytree(shipped, root)
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(root))
+    return root
+
+
+def logits(model, seed=0) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
+
+
+def same_weights(a, b) -> bool:
+    """Bit-equal state dicts (equal weights can still give logits a few ulps apart: the CPU kernels' summation
+    order depends on more than the values)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def rounded(run_dir):
+    """The run's model with every weight rounded to fp16 and back: what shipping should store."""
+    return load_pretrained(run_dir).half().float()
+
+
+# ----------------------------------------------------------------------------------------------------- ship
+
+
+def test_ship_hashes_every_file_stores_fp16_and_records_metrics_curve_and_provenance(shipped, run_dir,
+                                                                                       monkeypatch):
+    directory = shipped / NAME
+    manifest = json.loads((directory / "manifest.json").read_text())
+    on_disk = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
+    # loadable files only: no checkpoints/, log.jsonl, loss.png, confusion_matrix.png, metrics.json
+    assert set(manifest["files"]) == SHIPPED_FILES == on_disk - {"manifest.json"}
+    for relative, digest in manifest["files"].items():
+        assert digest == hashlib.sha256((directory / relative).read_bytes()).hexdigest(), relative
+    assert sorted(p.name for p in shipped.iterdir()) == [NAME]  # the temporary sibling is gone
+
+    for relative in ("model.safetensors", "helper/model.safetensors"):
+        original, stored = load_file(run_dir / relative), load_file(directory / relative)
+        assert stored.keys() == original.keys()
+        for key, tensor in original.items():
+            expected = tensor.half() if tensor.is_floating_point() else tensor
+            assert stored[key].dtype == expected.dtype and torch.equal(stored[key], expected), (relative, key)
+    assert load_file(directory / "helper/model.safetensors")["counter"].dtype == torch.int64
+    with safe_open(str(directory / "helper/model.safetensors"), framework="pt") as f:
+        assert f.metadata()["note"] == "kept"
+
+    run = json.loads((run_dir / "train_config.json").read_text())
+    assert run["commit"] == git_state()[0] and "dirty" in run  # the trainer records the code it ran
+    assert (manifest["name"], manifest["command"], manifest["dtype"]) == (NAME, COMMAND, "float16")
+    assert (manifest["commit"], manifest["dirty"], manifest["wall_time_s"]) == (run["commit"], run["dirty"], 12.5)
+    assert datetime.datetime.fromisoformat(manifest["trained_at"]).utcoffset() == datetime.timedelta(0)
+    assert "CPUs" in manifest["machine"] and torch.__version__ in manifest["machine"]
+
+    # the metrics are a fresh `zoo eval` of the shipped (fp16) files, not the run's fp32 metrics.json
+    assert manifest["metrics"] == evaluate_directory(directory)
+    assert set(manifest["metrics"]) >= {"top1", "val_loss"}
+    assert manifest["metrics"]["val_loss"] != json.loads((run_dir / "metrics.json").read_text())["val_loss"]
+
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert manifest["curve"]["step"] == [1, 2]
+    assert manifest["curve"]["loss"] == [r["loss"] for r in records if "loss" in r]
+    assert manifest["curve"]["val_step"] == [2] and manifest["curve"]["val_loss"][0] > 0
+
+
+def test_the_curve_is_subsampled_keeping_both_ends(tmp_path):
+    lines = [{"step": s, "loss": 1 / s} for s in range(1, 1001)] + [{"step": 1000, "val_loss": 0.5}]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    curve = loss_curve(tmp_path / "log.jsonl")
+    assert len(curve["step"]) == 200 and curve["step"][0] == 1 and curve["step"][-1] == 1000
+    assert curve["loss"][-1] == 1 / 1000 and curve["val_step"] == [1000] and curve["val_loss"] == [0.5]
+
+
+def test_a_failed_ship_leaves_the_shipped_copy_and_data_overrides_are_applied(run_dir, weights):
+    before = (weights / NAME / "manifest.json").read_bytes()
+    with pytest.raises(ValueError, match="no_such_field"):
+        ship(run_dir, NAME, COMMAND, 1.0, data_overrides={"no_such_field": "1"}, root=weights)
+    assert (weights / NAME / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in weights.iterdir()) == [NAME]
+
+    ship(run_dir, NAME, COMMAND, 1.0, data_overrides={"n_val": "16"}, root=weights)
+    assert json.loads((weights / NAME / "train_config.json").read_text())["data"]["n_val"] == 16
+    verify(weights / NAME)
+
+
+def test_a_tensor_that_overflows_the_storage_dtype_is_refused(tmp_path):
+    save_file({"w": torch.tensor([1.0, 1e6])}, str(tmp_path / "a.safetensors"))
+    with pytest.raises(ValueError, match="overflows"):
+        cast_weights(tmp_path / "a.safetensors", tmp_path / "b.safetensors", torch.float16)
+
+
+def test_git_state_is_none_without_git(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    assert git_state() == (None, None)
+
+
+# ----------------------------------------------------------------------------------------------------- load
+
+
+def test_load_shipped_gives_the_runs_logits_up_to_fp16_rounding(shipped, run_dir, monkeypatch):
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(shipped))
+    model = load_shipped(NAME)
+    assert same_weights(model, rounded(run_dir))
+    got, reference = logits(model), logits(load_pretrained(run_dir))
+    assert torch.allclose(got, logits(rounded(run_dir)), rtol=0, atol=1e-5)
+    assert not torch.equal(got, reference)  # fp16 storage really rounded something
+    assert torch.allclose(got, reference, rtol=1e-2, atol=1e-3 * reference.abs().max().item())
+
+
+def test_zoo_load_prefers_zoo_home_then_shipped_weights_and_zoo_list_says_which(shipped, run_dir, monkeypatch,
+                                                                                 zoo_home, capsys, tmp_path):
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(shipped))
+    assert shipped_names() == [NAME]
+    assert same_weights(zoo.load(NAME, pretrained=True), rounded(run_dir))
+
+    def weights_column() -> dict[str, str]:
+        assert main(["list", "alexnet*"]) == 0
+        return {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()}
+
+    assert weights_column() == {"alexnet": "-", "alexnet-2012": "-", NAME: "shipped"}
+
+    shutil.copytree(run_dir, zoo_home / NAME)  # the user trained one: it wins
+    assert same_weights(zoo.load(NAME, pretrained=True), load_pretrained(run_dir))
+    assert weights_column()[NAME] == "trained"
+
+    shutil.rmtree(zoo_home / NAME)
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path / "none"))
+    with pytest.raises(FileNotFoundError) as error:
+        zoo.load(NAME, pretrained=True)
+    message = str(error.value)
+    assert str(zoo_home / NAME) in message and str(tmp_path / "none" / NAME) in message
+    assert f"zoo train {NAME}" in message
+
+
+# ------------------------------------------------------------------------------------------------ tampering
+
+
+def test_one_changed_byte_is_refused_naming_the_file_and_both_hashes(weights):
+    path = weights / NAME / "model.safetensors"
+    expected = read_manifest(NAME)["files"]["model.safetensors"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    actual = hashlib.sha256(bytes(data)).hexdigest()
+    for load in (lambda: load_shipped(NAME), lambda: zoo.load(NAME, pretrained=True)):
+        with pytest.raises(ShippedWeightsError, match="model.safetensors") as error:
+            load()
+        assert expected in str(error.value) and actual in str(error.value)
+
+
+def test_a_missing_or_an_unlisted_file_is_refused(weights):
+    (weights / NAME / "helper" / "notes.txt").write_text("added later")
+    with pytest.raises(ShippedWeightsError, match=r"helper/notes\.txt is not listed"):
+        load_shipped(NAME)
+    (weights / NAME / "helper" / "notes.txt").unlink()
+    (weights / NAME / "helper" / "model.safetensors").unlink()
+    with pytest.raises(ShippedWeightsError, match=r"helper/model\.safetensors is missing"):
+        verify(weights / NAME)
+
+
+# ------------------------------------------------------------------------------------------------ reproduce
+
+
+def test_reproduce_argv_replaces_out_and_lifts_environment_words(tmp_path):
+    env, argv = reproduce_argv("OMP_NUM_THREADS=2 zoo train gpt-nano --out=runs/x --steps 3", tmp_path / "y")
+    assert env == {"OMP_NUM_THREADS": "2"}
+    assert argv[1:] == ["train", "gpt-nano", f"--out={tmp_path / 'y'}", "--steps", "3"]
+    assert reproduce_argv("zoo train gpt-nano", tmp_path)[1][-2:] == ["--out", str(tmp_path)]
+
+
+def test_zoo_reproduce_retrains_from_the_manifest_and_compares(weights, run_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    # the `zoo` script does not run from the repository, where the tests' plugin family lives (all are imported
+    # in this process already)
+    monkeypatch.delenv("ZOO_FAMILIES", raising=False)
+    out = tmp_path / "again"
+    assert main(["reproduce", NAME, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "shipped" in printed and "reproduced" in printed and "difference" in printed
+    assert not (tmp_path / "runs").exists()  # the manifest's --out was replaced
+
+    report = json.loads((out / "reproduce.json").read_text())
+    shipped_metrics = read_manifest(NAME)["metrics"]
+    assert set(report["metrics"]) == set(shipped_metrics)
+    row = report["metrics"]["val_loss"]
+    assert row["shipped"] == shipped_metrics["val_loss"]
+    assert row["reproduced"] == pytest.approx(row["shipped"], abs=0.05)
+    assert row["difference"] == pytest.approx(row["reproduced"] - row["shipped"])
+    assert report["wall_time_s"] > 0 and report["shipped_wall_time_s"] == 12.5
+    assert json.loads((out / "train_config.json").read_text())["train"] == \
+        json.loads((run_dir / "train_config.json").read_text())["train"]  # the same recipe and settings ran
+
+
+def test_reproduce_of_a_name_without_shipped_weights_exits_2_listing_the_shipped_ones(shipped, monkeypatch, capsys):
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(shipped))
+    for name in ("no-such-model", "gpt-nano"):
+        assert main(["reproduce", name]) == 2
+        error = capsys.readouterr().err
+        assert f"no shipped weights named {name!r}" in error and f"shipped: {NAME}" in error

@@ -1,0 +1,32 @@
+"""Evaluating a trained model directory as `zoo eval DIR` does: shared by the CLI, `ship` (the metrics of shipped
+weights) and `zoo reproduce` (the metrics of a reproduction), so all three measure the same thing.
+"""
+
+import json
+from pathlib import Path
+
+from zoo.checkpoint import load_pretrained
+from zoo.config import replace_config
+from zoo.registry import family_of_config, zoo_home
+
+RUN_FILE = "train_config.json"
+
+
+def load_for_eval(directory: str | Path, data_path: str | None = None):
+    """The trained model in DIR, its family, and its data prepared as it was trained (or from data_path)."""
+    model = load_pretrained(directory)
+    family = family_of_config(model.config)
+    run_file = Path(directory) / RUN_FILE
+    run = json.loads(run_file.read_text()) if run_file.exists() else {}
+    data_config = replace_config(family.data_config(), run.get("data", {}), "data") if family.data_config else None
+    path = data_path if data_path is not None else run.get("data_path")
+    data = family.prepare_data(model.config, data_config, path, zoo_home() / "cache", model=model)
+    return model, family, data, data_config
+
+
+def evaluate_directory(directory: str | Path, data_path: str | None = None, out_dir: Path | None = None) -> dict:
+    """The family's full evaluation of the model in DIR; plots (a confusion matrix, ...) go to out_dir if given."""
+    model, family, data, data_config = load_for_eval(directory, data_path)
+    if family.evaluate is None:
+        raise ValueError(f"family {family.name!r} has no evaluation")
+    return family.evaluate(model.eval(), data, data_config, out_dir=out_dir, quick=False)
