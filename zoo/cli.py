@@ -8,7 +8,7 @@
     zoo generate DIR --prompt TEXT [--max-new-tokens N --temperature T --top-k K --top-p P --seed S]
                  [--stream] [--json] [--show-probs]
     zoo classify DIR IMAGE [--top-k K]
-    zoo demo
+    zoo demo [--out runs/demo] [--train]               every shipped model on fresh input -> runs/demo/report.html
 
 Errors a user can cause (a bad name, path, value) print one clear line and exit with status 2.
 """
@@ -73,20 +73,9 @@ def cmd_reproduce(args):
 
 
 def cmd_demo(args):
-    """The main job on the built-in data: train the GPT code model on the stdlib, then sample from it."""
-    from zoo.checkpoint import load_pretrained
-    from zoo.text.generate import GenerationOptions, format_table, generate, next_token_table
-    from zoo.train import train
+    from zoo.demo import run_demo
 
-    out = Path(args.out)
-    metrics = train("gpt-nano", out=out, steps=args.steps)
-    print(f"\nvalidation loss {metrics['val_loss']:.3f}, perplexity {metrics['perplexity']:.2f}  "
-          f"(model, log.jsonl and loss.png in {out})")
-    model = load_pretrained(out).eval()
-    prompt = "def "
-    print(f"\nnext-token probabilities after {prompt!r}:\n" + format_table(next_token_table(model, prompt, k=8)))
-    result = generate(model, prompt, GenerationOptions(max_new_tokens=200, temperature=0.8, top_k=50, seed=0))
-    print(f"\nsample (temperature 0.8, top-k 50):\n{prompt}{result.text}")
+    run_demo(args.out, train=args.train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,9 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_arguments(p)
             p.set_defaults(fn=command.run)
 
-    p = sub.add_parser("demo", help="train the GPT code model on the built-in corpus and sample from it")
-    p.add_argument("--out", default="runs/demo-gpt")
-    p.add_argument("--steps", type=int)
+    p = sub.add_parser("demo", help="every shipped model on fresh input, and runs/demo/report.html")
+    p.add_argument("--out", default="runs/demo", help="where the report and the demo's runs go")
+    p.add_argument("--train", action="store_true",
+                   help="first retrain every shipped model with its recorded command, then demo the fresh ones")
     p.set_defaults(fn=cmd_demo)
     return parser
 

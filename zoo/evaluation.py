@@ -12,21 +12,28 @@ from zoo.registry import family_of_config, zoo_home
 RUN_FILE = "train_config.json"
 
 
-def load_for_eval(directory: str | Path, data_path: str | None = None):
-    """The trained model in DIR, its family, and its data prepared as it was trained (or from data_path)."""
+def load_for_eval(directory: str | Path, data_path: str | None = None, data_overrides: dict | None = None):
+    """The trained model in DIR, its family, and its data prepared as it was trained (or from data_path), with
+    data_overrides applied to the data settings (e.g. a smaller training split: evaluation reads the held-out
+    splits, whose items do not depend on the training split's size)."""
     model = load_pretrained(directory)
     family = family_of_config(model.config)
     run_file = Path(directory) / RUN_FILE
     run = json.loads(run_file.read_text()) if run_file.exists() else {}
     data_config = replace_config(family.data_config(), run.get("data", {}), "data") if family.data_config else None
+    if data_overrides:
+        if data_config is None:
+            raise ValueError(f"family {family.name!r} has no data settings to override")
+        data_config = replace_config(data_config, data_overrides, "data")
     path = data_path if data_path is not None else run.get("data_path")
     data = family.prepare_data(model.config, data_config, path, zoo_home() / "cache", model=model)
     return model, family, data, data_config
 
 
-def evaluate_directory(directory: str | Path, data_path: str | None = None, out_dir: Path | None = None) -> dict:
+def evaluate_directory(directory: str | Path, data_path: str | None = None, out_dir: Path | None = None,
+                       data_overrides: dict | None = None) -> dict:
     """The family's full evaluation of the model in DIR; plots (a confusion matrix, ...) go to out_dir if given."""
-    model, family, data, data_config = load_for_eval(directory, data_path)
+    model, family, data, data_config = load_for_eval(directory, data_path, data_overrides)
     if family.evaluate is None:
         raise ValueError(f"family {family.name!r} has no evaluation")
     return family.evaluate(model.eval(), data, data_config, out_dir=out_dir, quick=False)

@@ -137,7 +137,7 @@ register_family(Family(
 @register_model("gpt-nano", family="gpt",
                 train={"steps": 1000, "batch_size": 16, "lr": 2e-3, "min_lr": 2e-4, "warmup": 50,
                        "eval_every": 250, "weight_decay": 0.1, "checkpoint_every": 250},
-                data={"tokenizer": "bpe", "vocab_size": 4096})
+                data={"tokenizer": "bpe", "vocab_size": 4096, "code_samples": 100})
 def gpt_nano() -> GPTConfig:
     """Test-sized GPT (~0.66M non-embedding parameters): 4 layers, width 128, context 256.
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from zoo.nn import transformer_flops_per_token
 from zoo.nn.packed import prepacked_linears
 from zoo.registry import TrainingData
+from zoo.text.code import parse_rate
 from zoo.text.data import prepare_text_data
 from zoo.utils import eval_mode, model_device
 
@@ -29,8 +30,11 @@ class TextDataConfig:
     seq_len: int | None = None  # training context; None = model.backbone.max_seq_len
     eval_stride: int | None = None  # perplexity sliding-window stride; None = seq_len // 2
     quick_eval_windows: int = 128  # windows scored by the evaluations during training
+    code_samples: int = 0  # full evaluation of a Python code model: functions sampled for parse_rate (zoo.text.code)
 
     def __post_init__(self):
+        if self.code_samples < 0:
+            raise ValueError(f"data.code_samples={self.code_samples}; allowed: 0 (off) or a number of samples")
         if self.tokenizer not in TOKENIZERS:
             raise ValueError(f"data.tokenizer={self.tokenizer!r}; allowed: {', '.join(TOKENIZERS)}")
 
@@ -72,9 +76,14 @@ def evaluate(model, data: TrainingData, data_config: TextDataConfig, out_dir=Non
     """val_loss: mean next-token loss over non-overlapping windows covering the validation split (every
     position scored once, as nanoGPT's estimate does in expectation); perplexity: the sliding-window
     recipe of Hugging Face's perplexity guide (stride < context, so most tokens see a long context).
-    On a CPU the forward passes use prepacked weights (zoo.nn.packed): about 1.2x faster."""
+    On a CPU the forward passes use prepacked weights (zoo.nn.packed): about 1.2x faster. With data.code_samples,
+    parse_rate: the share of sampled functions that parse as Python (zoo.text.code)."""
     with eval_mode(model), prepacked_linears(model, rows=EVAL_BATCH * data.val.seq_len):
-        return _evaluate(model, data, data_config, quick)
+        metrics = _evaluate(model, data, data_config, quick)
+    if not quick and data_config.code_samples:  # (generation prepacks the weights it needs itself)
+        with eval_mode(model):
+            metrics["parse_rate"], _ = parse_rate(model, n=data_config.code_samples)
+    return metrics
 
 
 def _evaluate(model, data: TrainingData, data_config: TextDataConfig, quick: bool) -> dict:
