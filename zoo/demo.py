@@ -77,7 +77,7 @@ TARGETS = (
     Target("dit-shapes", "vae_joint", "VAE reconstructions the judge passes", 0.95),
     Target("dit-shapes", "gen_joint", "generated images right (shape + colour)", 0.80),
     Target("dit-shapes", "gen_heldout_joint", "the same, held-out compositions", 0.70),
-    Target("judge-shapes", "shape", "judge: shape on real images", 0.99),
+    Target("judge-shapes", "acc_shape", "judge: shape on real images", 0.99),
     Target("alexnet-mini", "top1", "top-1 on the shapes task", 0.99),
     Target("vit-nano", "top1", "top-1 on the shapes task", None),
 )

@@ -1,10 +1,12 @@
 """Two measurements behind the speech recipe's choices (README "Speech", "What each lever bought").
 
     python examples/speech/levers.py ctc-targets CORPUS_DIR --targets bytes [--steps 300] [--stride 2] [--lr 1e-3]
+        [--batch-size 24]
     python examples/speech/levers.py grouping CORPUS_DIR [--vocab-size 2048] [--steps 30]
 
 CORPUS_DIR is a built corpus (zoo.speech.data.build_corpus; `zoo train whisper-cpu` leaves it under
-$ZOO_HOME/cache/speech/speech-<hash>).
+$ZOO_HOME/cache/speech/speech-<hash>; examples/speech/make_corpus.py prints where). On a tiny corpus (make_corpus.py
+--quick) both run in seconds with --steps 1 (and ctc-targets with a --batch-size no larger than its speech clips).
 
 ctc-targets: the recipe model's encoder (conv stem, 4 layers of width 192) with a CTC head alone, trained on the
 corpus's speech clips with bytes or BPE pieces as CTC targets; every 100 steps it prints the validation CTC loss per
@@ -85,7 +87,7 @@ def ctc_targets(args):
         warm, cosine = min(1.0, step / 100), 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for group in optimizer.param_groups:
             group["lr"] = args.lr * warm * (0.1 + 0.9 * cosine)
-        loss = ctc(*batch(train, rng.sample(train_ids, 24)))[0]
+        loss = ctc(*batch(train, rng.sample(train_ids, args.batch_size)))[0]
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -142,6 +144,7 @@ if __name__ == "__main__":
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--stride", type=int, choices=(2, 4), default=2)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=24, help="clips per step, drawn without replacement")
     p = sub.add_parser("grouping")
     p.add_argument("corpus", type=Path)
     p.add_argument("--vocab-size", type=int, default=2048)

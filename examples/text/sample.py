@@ -1,6 +1,6 @@
 """Sample from a trained GPT: one prompt streamed, then a batch of ragged prompts decoded together.
 
-    python examples/text/sample.py runs/my-gpt "def " [--temperature 0.8] [--top-p 0.95]
+    python examples/text/sample.py runs/my-gpt "def " [--temperature 0.8] [--top-p 0.95] [--max-new-tokens 120]
 """
 
 import argparse

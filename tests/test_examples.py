@@ -1,0 +1,205 @@
+"""Every script under examples/ runs as its docstring says, in its quick mode, as a process of its own: it exits 0
+and leaves or prints what it promises (a model directory, figures that parse, a PNG, ...).
+
+The scripts that need a trained model get it from the example that trains one (text/train.py, speech/train.py).
+One ZOO_HOME for the module, so the speech corpus `make_corpus.py --quick` builds is the one `train.py --quick`
+finds in the cache, as it would be for a user running the two in turn.
+"""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PNG = b"\x89PNG\r\n\x1a\n"
+NUMBER = r"(-?[\d.]+|nan|inf)"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("examples_home")
+
+
+def run(home: Path, *args, timeout: int = 600) -> str:
+    """`python ARGS...` from the repository root, as the docstrings write it; its stdout."""
+    # The test-only family plugin (conftest's ZOO_FAMILIES) imports from the repository root, which a script's
+    # sys.path does not hold; the examples need only zoo's own families. TMPDIR: where classify.py draws its image.
+    env = {key: value for key, value in os.environ.items() if key != "ZOO_FAMILIES"}
+    env.update(ZOO_HOME=str(home), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TMPDIR=str(home))
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(map(str, args))}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == PNG
+
+
+def printed_metrics(output: str) -> dict[str, float]:
+    """The `            key: 0.123` lines the train scripts print."""
+    return {key: float(value) for key, value in re.findall(rf"^\s*(\w+): {NUMBER}$", output, re.M)}
+
+
+def test_every_example_is_run_here():
+    scripts = {str(p.relative_to(REPO / "examples")) for p in (REPO / "examples").rglob("*.py")}
+    assert scripts == {"text/train.py", "text/sample.py", "text/next_token.py", "text/lora.py",
+                       "vision/train_both.py", "vision/classify.py", "speech/make_corpus.py", "speech/train.py",
+                       "speech/transcribe.py", "speech/levers.py", "diffusion/train.py",
+                       "distributed/two_nodes.py"}
+
+
+# ----------------------------------------------------------------------------------------------------- text
+
+
+@pytest.fixture(scope="module")
+def gpt_dir(home, corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("text") / "gpt"
+    output = run(home, "examples/text/train.py", corpus, out, "--steps", "10")
+    loss, perplexity = map(float, re.search(rf"validation loss {NUMBER}, perplexity {NUMBER}", output).groups())
+    assert 0 < loss < 5 and perplexity == pytest.approx(math.exp(loss), rel=0.5)
+    return out
+
+
+@pytest.mark.slow
+def test_text_train_sample_and_next_token(home, gpt_dir):
+    assert (gpt_dir / "model.safetensors").is_file() and is_png(gpt_dir / "loss.png")
+    assert "parse_rate" not in json.loads((gpt_dir / "metrics.json").read_text())  # not a code model
+
+    output = run(home, "examples/text/sample.py", gpt_dir, "the ")
+    streamed, batched = output.split("-" * 60)
+    assert streamed.startswith("the ") and len(streamed) > len("the ")
+    assert len(re.findall(r"-> '.*' \(\d+ tokens/s\)", batched)) == 3  # three ragged prompts decoded together
+
+    output = run(home, "examples/text/next_token.py", gpt_dir, "the ")
+    probabilities = [float(p) for p in re.findall(r"([\d.]+)%", output)]
+    assert len(probabilities) == 10 and probabilities == sorted(probabilities, reverse=True)
+    assert 0 < sum(probabilities) <= 100.5
+
+
+@pytest.mark.slow
+def test_text_lora_fine_tune(home, gpt_dir, tmp_path):
+    import random
+
+    rng = random.Random(1)  # a new style in the base's characters (a char-level base knows no others)
+    words = "the loss falls as the model learns the context".split()
+    style = tmp_path / "style.txt"
+    style.write_text("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 6))) + "."
+                               for _ in range(300)) + "\n")
+    out = tmp_path / "lora"
+    output = run(home, "examples/text/lora.py", gpt_dir, style, out, "--steps", "20", "--rank", "4", "--alpha", "8")
+    before, after = map(float, re.search(rf"validation loss {NUMBER} -> {NUMBER}", output).groups())
+    base_line = re.search(rf"validation loss on .* {NUMBER}$", output, re.M)
+    assert float(base_line.group(1)) == before and after < before  # the adapters learnt the new style
+    assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "model.safetensors").is_file()
+    assert json.loads((out / "train_config.json").read_text())["train"]["lora"] == "r=4,alpha=8"
+    assert output.split("-" * 60)[-1].strip()  # a sample from the merged model
+
+
+# --------------------------------------------------------------------------------------------------- vision
+
+
+@pytest.mark.slow
+def test_vision_train_both_and_classify(home, tmp_path):
+    output = run(home, "examples/vision/train_both.py", "--quick", "--out", tmp_path)
+    rows = dict(re.findall(r"^(alexnet-mini|vit-nano)\s+([\d.]+)%\s+[\d.]+%$", output, re.M))
+    assert set(rows) == {"alexnet-mini", "vit-nano"} and all(0 <= float(v) <= 100 for v in rows.values())
+    for name in rows:
+        assert (tmp_path / name / "model.safetensors").is_file() and is_png(tmp_path / name / "confusion_matrix.png")
+
+    from zoo.data.shapes import ShapesDataset
+
+    image = tmp_path / "drawing.png"
+    ShapesDataset(n=1, seed=7).pil(0).save(image)
+    for args in ([image], ["--shape", "3"]):
+        output = run(home, "examples/vision/classify.py", tmp_path / "alexnet-mini", *args)
+        probabilities = [float(p) for p in re.findall(r"^\w+\s+([\d.]+)%$", output, re.M)]
+        assert len(probabilities) == 5 and 0 < sum(probabilities) <= 100.5
+    assert "drew: a " in output
+
+
+# --------------------------------------------------------------------------------------------------- speech
+
+
+@pytest.fixture(scope="module")
+def speech_corpus(home, tmp_path_factory) -> tuple[Path, Path]:
+    samples = tmp_path_factory.mktemp("speech") / "samples"
+    output = run(home, "examples/speech/make_corpus.py", "--quick", "--out", samples)
+    corpus = Path(re.search(r"corpus in (.+); samples in", output).group(1))
+    assert (corpus / "train.jsonl").is_file() and corpus.parent == home / "cache" / "speech"
+    return corpus, samples
+
+
+@pytest.fixture(scope="module")
+def speech_dir(home, speech_corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("speech") / "run"
+    output = run(home, "examples/speech/train.py", out, "--quick")
+    metrics = printed_metrics(output)
+    assert len(metrics) == 8 and 0 <= metrics["language_accuracy"] <= 1
+    assert len(list((home / "cache" / "speech").glob("speech-*"))) == 1  # make_corpus.py's corpus, reused
+    return out
+
+
+@pytest.mark.slow
+def test_speech_corpus_train_and_transcribe(home, speech_corpus, speech_dir):
+    _, samples = speech_corpus
+    wavs = sorted(samples.glob("*.wav"))
+    assert wavs and all(w.read_bytes()[:4] == b"RIFF" for w in wavs)
+    assert (speech_dir / "model.safetensors").is_file() and is_png(speech_dir / "language_confusion.png")
+
+    output = run(home, "examples/speech/transcribe.py", speech_dir, wavs[0])
+    assert re.match(rf"{re.escape(str(wavs[0]))} \[(en|es|fr|de|zh)\]: ", output)
+
+
+@pytest.mark.slow
+def test_speech_levers(home, speech_corpus):
+    corpus, _ = speech_corpus
+    output = run(home, "examples/speech/levers.py", "ctc-targets", corpus, "--steps", "1", "--batch-size", "8")
+    loss, cer = map(float, re.search(rf"step 1: validation CTC {NUMBER} per target, greedy CER {NUMBER}",
+                                     output).groups())
+    assert loss > 0 and cer >= 0
+    output = run(home, "examples/speech/levers.py", "grouping", corpus, "--steps", "1")
+    rows = re.findall(r"^(random|grouped): ([\d.]+) s per step, (\d+) padded mel frames per batch$", output, re.M)
+    assert [name for name, _, _ in rows] == ["random", "grouped"] * 2 and all(float(s) > 0 for _, s, _ in rows)
+
+
+# ------------------------------------------------------------------------------------------------ diffusion
+
+
+@pytest.mark.slow
+def test_diffusion_train_and_draw(home, tmp_path):
+    out = tmp_path / "diffusion"
+    output = run(home, "examples/diffusion/train.py", out, "--quick")
+    metrics = printed_metrics(output)
+    assert {"gen_joint", "gen_heldout_joint", "vae_joint", "real_joint", "fid", "kid"} <= set(metrics)
+    assert 0 <= metrics["gen_joint"] <= 1
+    for folder in (out, out / "vae", out / "judge"):
+        assert (folder / "model.safetensors").is_file(), folder
+    assert is_png(out / "prompts.png") and is_png(out / "samples.png")
+    assert "8 prompts, 4 images each" in output
+
+
+# ---------------------------------------------------------------------------------------------- distributed
+
+
+@pytest.mark.slow
+def test_two_nodes(home, tmp_path):
+    output = run(home, "examples/distributed/two_nodes.py", "--host", "10.0.0.1", "--nproc-per-node", "8",
+                 "--out", "/shared/runs/gpt")
+    commands = [line for line in output.splitlines() if line.startswith("torchrun ")]
+    assert len(commands) == 2 and all("--nnodes=2 --nproc_per_node=8" in c for c in commands)
+    assert ["--node_rank=0" in commands[0], "--node_rank=1" in commands[1]] == [True, True]
+    assert all("--rdzv-endpoint=10.0.0.1:29500" in c and "train.strategy=fsdp" in c for c in commands)
+
+    out = tmp_path / "two-nodes"
+    output = run(home, "examples/distributed/two_nodes.py", "--local", "--out", out)
+    assert "node 0: finished" in output and "node 1: finished" in output
+    assert "both nodes finished" in output and "trained by 2 ranks" in output
+    assert (out / "model.safetensors").is_file()
+    assert json.loads((out / "train_config.json").read_text())["world_size"] == 2
