@@ -17,6 +17,7 @@ import zoo
 from zoo.checkpoint import load_pretrained
 from zoo.cli import main
 from zoo.evaluation import evaluate_directory
+from zoo.models import trained_dir
 from zoo.shipped import (
     ShippedWeightsError,
     cast_weights,
@@ -203,6 +204,27 @@ def test_zoo_load_prefers_zoo_home_then_shipped_weights_and_zoo_list_says_which(
     message = str(error.value)
     assert str(zoo_home / NAME) in message and str(tmp_path / "none" / NAME) in message
     assert f"zoo train {NAME}" in message
+
+
+def test_commands_take_a_model_name_with_trained_weights_as_well_as_a_directory(weights, run_dir, zoo_home, capsys,
+                                                                                 tmp_path):
+    from zoo.data.shapes import ShapesDataset
+
+    image = tmp_path / "drawing.png"
+    ShapesDataset(1, seed=5).pil(0).save(image)
+    assert main(["classify", NAME, str(image), "--top-k", "2"]) == 0  # the shipped copy
+    by_name = capsys.readouterr().out
+    assert main(["classify", str(weights / NAME), str(image), "--top-k", "2"]) == 0  # the same, by directory
+    assert capsys.readouterr().out == by_name and len(by_name.splitlines()) == 2
+    assert trained_dir(NAME) == weights / NAME
+    shutil.copytree(run_dir, zoo_home / NAME)
+    assert trained_dir(NAME) == zoo_home / NAME  # the user's own training wins, as in zoo.load
+    (weights / NAME / "config.json").write_text("{}")  # a tampered shipped copy is refused by name too
+    shutil.rmtree(zoo_home / NAME)
+    with pytest.raises(ShippedWeightsError, match="config.json"):
+        trained_dir(NAME)
+    assert main(["classify", "alexnet-2012", str(image)]) == 2  # registered, but nothing trained or shipped
+    assert "zoo train alexnet-2012" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------ tampering

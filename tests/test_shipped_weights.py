@@ -16,6 +16,7 @@ from zoo.shipped import MANIFEST, load_shipped, shipped_dir, shipped_names, weig
 EVAL_ONLY = {"whisper": {"corpus.train_clips": 1}, "dit": {"n_train": 1}, "vae": {"n_train": 1},
              "judge": {"n_train": 1}, "alexnet": {"n_train": 1}, "vit": {"n_train": 1}}
 MACHINE_DEPENDENT = ("real_time_factor", "tokens_per_s")  # speed, not quality
+TRAINING_SPLIT = ("scaling_factor",)  # the VAE's latent std over its training images, which EVAL_ONLY shrinks
 MAX_TOTAL_MB = 40
 REQUIRED = ("name", "command", "commit", "trained_at", "machine", "wall_time_s", "dtype", "metrics", "curve", "files")
 
@@ -50,7 +51,7 @@ def test_shipped_weights_score_what_their_manifest_says(name, zoo_home):
     measured = evaluate_directory(shipped_dir(name), data_overrides=EVAL_ONLY.get(family))
     recorded = json.loads((shipped_dir(name) / MANIFEST).read_text())["metrics"]
     for key, value in recorded.items():
-        if key.startswith(MACHINE_DEPENDENT):
+        if key.startswith(MACHINE_DEPENDENT) or key in TRAINING_SPLIT:
             continue
         assert math.isclose(measured[key], value, rel_tol=0.02, abs_tol=0.011), \
             f"{name}: {key} measured {measured[key]:.4f}, manifest {value:.4f}"

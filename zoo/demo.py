@@ -257,7 +257,7 @@ def diffusion_section(report: Report, directories: dict[str, Path], out: Path) -
     if judge_dir is None:
         raise FileNotFoundError("the diffusion demo needs the judge: dit-shapes/judge or judge-shapes")
     judge = load_pretrained(judge_dir).eval()
-    config = DiTDataConfig(seed=DEMO_SEED, image_size=pipeline.default_size)
+    config = DiTDataConfig(seed=DEMO_SEED, image_size=pipeline.default_size())
     attributes = [scene_attributes(draw_scene(config, "test_heldout", i)) for i in range(IMAGE_PROMPTS)]
     prompts = [a.caption() for a in attributes]
     generator = torch.Generator().manual_seed(DEMO_SEED)

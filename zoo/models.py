@@ -16,9 +16,9 @@ from torch import nn
 from zoo.checkpoint import CONFIG_FILE, load_pretrained
 from zoo.config import replace_config
 from zoo.registry import get_family, get_model_entry, list_models, zoo_home
-from zoo.shipped import load_shipped, shipped_dir, weights_root
+from zoo.shipped import load_shipped, shipped_dir, verify, weights_root
 
-__all__ = ["build_model", "list_models", "load", "load_trained"]
+__all__ = ["build_model", "list_models", "load", "load_trained", "trained_dir"]
 
 
 def build_model(name: str, **overrides) -> nn.Module:
@@ -45,6 +45,25 @@ def load(name_or_dir: str | os.PathLike, pretrained: bool = False, device=None, 
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
     return model
+
+
+def trained_dir(name_or_dir: str | os.PathLike) -> Path:
+    """The model directory a command was pointed at: the directory itself, else a registered name's trained
+    weights ($ZOO_HOME/NAME first, then the shipped ones, verified), so `zoo generate gpt-nano ...` works after
+    install. Errors say what was looked for."""
+    path = Path(name_or_dir)
+    if path.exists() or os.sep in str(name_or_dir):
+        return path  # load_pretrained names a missing or malformed directory itself
+    get_model_entry(str(name_or_dir))  # neither a directory nor a registered name: suggestions
+    home = zoo_home() / str(name_or_dir)
+    if (home / CONFIG_FILE).exists():
+        return home
+    shipped = shipped_dir(str(name_or_dir))
+    if shipped is not None:
+        verify(shipped)
+        return shipped
+    raise FileNotFoundError(f"no directory {str(name_or_dir)!r}, and no trained weights for the model of that name: "
+                            f"none in {home} (ZOO_HOME) and none shipped; train them with `zoo train {name_or_dir}`")
 
 
 def load_trained(name: str, **overrides) -> nn.Module:

@@ -17,7 +17,8 @@ from zoo.registry import Command
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("dir", help="a trained text-to-image model directory (config.json, tokenizer.json, vae/)")
+    p.add_argument("dir", help="a trained text-to-image model directory (config.json, tokenizer.json, vae/), or a "
+                               "model name with trained weights (dit-shapes: the shipped one)")
     p.add_argument("prompt", help='a caption in the training grammar, e.g. "a small red triangle at the top left on '
                                   'a blue background"; "" draws unconditionally')
     p.add_argument("--out", required=True, help="image file to write (.png, .jpg, ...)")
@@ -71,11 +72,12 @@ def run(args: argparse.Namespace):
     import torch
 
     from zoo.diffusion.pipeline import TextToImagePipeline
+    from zoo.models import trained_dir
 
     out = check_image_path(Path(args.out))
     if args.num_images < 1:  # before loading the model; the pipeline checks everything else
         raise ValueError(f"--num-images {args.num_images}; allowed: an integer >= 1")
-    pipeline = TextToImagePipeline.from_pretrained(args.dir, device=args.device)
+    pipeline = TextToImagePipeline.from_pretrained(trained_dir(args.dir), device=args.device)
     options = {"negative_prompt": args.negative_prompt, "height": args.height, "width": args.width,
                "num_images_per_prompt": args.num_images, "scheduler": args.scheduler}
     if args.steps is not None:

@@ -7,7 +7,7 @@ from zoo.registry import Command
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("dir", help="a trained speech model directory")
+    p.add_argument("dir", help="a trained speech model directory, or a model name with trained weights")
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format soundfile reads)")
     p.add_argument("--task", choices=("transcribe", "translate"), default="transcribe",
                    help="transcribe in the spoken language, or translate into English")
@@ -26,9 +26,10 @@ def add_arguments(p: argparse.ArgumentParser):
 
 def run(args: argparse.Namespace):
     from zoo.checkpoint import load_pretrained
+    from zoo.models import trained_dir
     from zoo.speech.transcribe import transcribe
 
-    model = load_pretrained(args.dir).eval()
+    model = load_pretrained(trained_dir(args.dir)).eval()
     options = {"task": args.task, "language": args.language, "condition_on_previous_text": not args.no_condition,
                "without_timestamps": not args.timestamps}
     if args.beam_size is not None:

@@ -7,7 +7,7 @@ from zoo.registry import Command
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("dir", help="a trained GPT directory")
+    p.add_argument("dir", help="a trained GPT directory, or a model name with trained weights (gpt-nano)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--temperature", type=float, default=0.8)
@@ -28,9 +28,10 @@ def add_arguments(p: argparse.ArgumentParser):
 
 def run(args: argparse.Namespace):
     from zoo.checkpoint import load_pretrained
+    from zoo.models import trained_dir
     from zoo.text.generate import GenerationOptions, format_table, generate, next_token_table, stream
 
-    model = load_pretrained(args.dir).eval()
+    model = load_pretrained(trained_dir(args.dir)).eval()
     if args.show_probs:
         print(format_table(next_token_table(model, args.prompt, k=args.top_k or 10)))
         return
