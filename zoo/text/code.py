@@ -8,11 +8,20 @@ or decorator), so one function is judged, with its body and nothing after it; `a
 not. A sample that reaches max_new_tokens before such a line is judged as it stands (usually cut mid-statement,
 so it fails): a model that never closes a function is not credited. HumanEval's completions are cut the same
 way, at the next top-level line (Chen et al., 2021, sec. 2.3's stop sequences).
+
+Token healing. A byte-level BPE writes " name" as one token, so `def ` encodes as "def" + a lone " ", a split the
+model almost never saw before a name: conditioned on it, it writes "def unc   (obj):". So the prompt's last token
+is backed off and the first sampled token must start with its text (" "), the token healing of Microsoft's
+guidance library: the model chooses how `def ` continues the way it would have tokenised it.
 """
 
 import ast
+import math
 
-from zoo.text.generate import GenerationOptions, generate
+import torch
+
+from zoo.decoding import LogitProcessor, StopStrings, TextState, decode
+from zoo.text.generate import GenerationOptions, _encode_prompts
 
 PROMPT = "def "
 TEMPERATURE = 0.8
@@ -37,11 +46,43 @@ def parses(source: str) -> bool:
     return True
 
 
+class FirstTokenStartsWith(LogitProcessor):
+    """At the first generated position only tokens whose text starts with `prefix` (token healing)."""
+
+    needs_history = True
+
+    def __init__(self, tokenizer, vocab_size: int, prefix: str):
+        allowed = [i for i in range(vocab_size) if tokenizer.decode([i]).startswith(prefix)]
+        if not allowed:
+            raise ValueError(f"no token of the vocabulary starts with {prefix!r}")
+        self.banned = torch.ones(vocab_size, dtype=torch.bool)
+        self.banned[allowed] = False
+
+    def __call__(self, logits, seen, history):
+        if history.step == 0:
+            logits = logits.masked_fill(self.banned.to(logits.device), -math.inf)
+        return logits
+
+
+def sample_healed(model, prompt: str, n: int, options: GenerationOptions) -> list[str]:
+    """n continuations of `prompt` (prompt included) with its last token healed (module docstring)."""
+    tokenizer = model.tokenizer
+    ids = _encode_prompts(model, [prompt], options.max_new_tokens - 1)[0]  # checked as if healed: one token less
+    head, tail = tokenizer.decode(ids[:-1]), tokenizer.decode(ids[-1:])
+    if not head:  # a one-token prompt has nothing to back off to
+        rows = decode(model, [ids] * n, options, [TextState(tokenizer, StopStrings(()), False) for _ in range(n)])
+        return [prompt + row.text for row in rows]
+    healing = FirstTokenStartsWith(tokenizer, model.config.vocab_size, tail)
+    rows = decode(model, [ids[:-1]] * n, options, [TextState(tokenizer, StopStrings(()), False) for _ in range(n)],
+                  processors=[healing])
+    return [head + row.text for row in rows]
+
+
 def parse_rate(model, n: int = 100, seed: int = 0, max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[float, list[str]]:
     """The share of n sampled functions that ast.parse accepts, and the functions (prompt included)."""
     if n < 1:
         raise ValueError(f"parse_rate needs n >= 1 samples, got {n}")
     max_new_tokens = min(max_new_tokens, model.max_seq_len - len(model.tokenizer.encode(PROMPT)))
     options = GenerationOptions(max_new_tokens=max_new_tokens, temperature=TEMPERATURE, seed=seed)
-    functions = [first_function(PROMPT + result.text) for result in generate(model, [PROMPT] * n, options)]
+    functions = [first_function(text) for text in sample_healed(model, PROMPT, n, options)]
     return sum(map(parses, functions)) / n, functions
