@@ -107,6 +107,22 @@ def test_model_transcribe_is_transcribe_with_the_documented_result(model):
     assert [s["tokens"] for s in both[0]["segments"]] == [s["tokens"] for s in result["segments"]]
 
 
+def test_transcribe_decodes_timestamps_only_for_a_model_that_learnt_them(model):
+    """zoo's recipe trains <|notimestamps|> targets (config.timestamps False): timestamps are off by default."""
+    import dataclasses
+
+    wave = torch.from_numpy(signal(3.0))
+    assert not model.config.timestamps
+    assert transcribe(model, wave, **FAST) == transcribe(model, wave, without_timestamps=True, **FAST)
+    trained_with = dataclasses.replace(model.config, timestamps=True)
+    original, model.config = model.config, trained_with
+    try:
+        assert transcribe(model, wave, **FAST) == transcribe(model, wave, without_timestamps=False, **FAST)
+        assert transcribe(model, wave, **FAST) != transcribe(model, wave, without_timestamps=True, **FAST)
+    finally:
+        model.config = original
+
+
 def test_model_detect_language_is_the_first_windows_distribution(model, files):
     wave = torch.from_numpy(signal(3.0))
     mel = log_mel_spectrogram(wave)

@@ -67,7 +67,8 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     initial_prompt: text that prompts the first window (a spelling or style hint).
     decode_options: DecodingOptions fields (beam_size, best_of, patience, length_penalty, suppress_tokens,
     suppress_blank, without_timestamps, max_initial_timestamp, sample_len, prefix, seed, prepack); beam_size
-    and best_of default to 5; beam_size and patience apply at temperature 0, best_of above it.
+    and best_of default to 5; beam_size and patience apply at temperature 0, best_of above it; timestamps are
+    decoded when the model learnt them (its config.timestamps; zoo's recipe does not teach them).
 
     Returns {"text", "segments", "language", "no_speech_prob"} per file; a segment is {"id", "seek" (mel frame
     of its window), "start", "end" (seconds), "text", "tokens", "temperature", "avg_logprob",
@@ -92,7 +93,8 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
                         ("logprob_threshold", logprob_threshold), ("no_speech_threshold", no_speech_threshold)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"transcribe() {name} must be a number or None (off), got {value!r}")
-    search = {**DEFAULT_SEARCH, **decode_options}
+    search = {**DEFAULT_SEARCH, "without_timestamps": not getattr(getattr(model, "config", None), "timestamps", True),
+              **decode_options}
     # one DecodingTask per temperature, built (and so validated) before any audio is decoded
     tasks = [DecodingTask(model, _options_at(t, task, language, search)) for t in temperatures]
     fallback = Fallback(compression_ratio_threshold, logprob_threshold, no_speech_threshold)

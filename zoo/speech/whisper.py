@@ -53,6 +53,10 @@ class WhisperConfig:
     n_mels: int = 80
     vocab_size: int = 51865  # set from the tokenizer when training
     ctc_weight: float = 0.0  # weight of the encoder's CTC loss in the joint objective (0: no CTC head)
+    # Whether the decoder learnt Whisper's timestamp tokens: zoo's recipe trains <|notimestamps|> targets only, so
+    # transcribe() decodes without timestamps unless asked (a model never taught them writes garbage timestamps,
+    # and the segmenting that follows them drops text).
+    timestamps: bool = False
     encoder: TransformerConfig = field(default_factory=encoder_backbone)
     decoder: TransformerConfig = field(default_factory=decoder_backbone)
 
