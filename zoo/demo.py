@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zoo.checkpoint import load_pretrained
 from zoo.report import Report
-from zoo.shipped import load_shipped, read_manifest, reproduce, shipped_dir, shipped_names
+from zoo.shipped import read_manifest, reproduce, shipped_dir, shipped_names, verify
 
 DEMO_SEED = 2026
 CODE_SAMPLES = 100  # functions sampled for the fresh parse rate (as the evaluation)
@@ -93,6 +94,9 @@ def run_demo(out: str | Path = "runs/demo", train: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     directories = retrain_all(out / "train") if train else {name: shipped_dir(name) for name in shipped_names()}
+    if not train:  # every shipped file against its manifest's sha256, once, before anything loads
+        for directory in directories.values():
+            verify(directory)
     report = Report("zoo demo", subtitle=f"{platform.node()} · {torch.get_num_threads()} threads · "
                                          f"torch {torch.__version__} · {time.strftime('%Y-%m-%d %H:%M')}")
     report.section("One backbone, four families").backbone_diagram()
@@ -135,13 +139,6 @@ def retrain_all(root: Path) -> dict[str, Path]:
         directories[name] = Path(reproduce(name, root / name)["out"])
         remaining -= read_manifest(name).get("wall_time_s", 0.0)
     return directories
-
-
-def _load(directories: dict[str, Path], name: str):
-    from zoo.checkpoint import load_pretrained
-
-    directory = directories[name]
-    return load_shipped(name) if directory == shipped_dir(name) else load_pretrained(directory)
 
 
 def _metrics(directory: Path) -> dict:
@@ -188,7 +185,7 @@ def text_section(report: Report, directories: dict[str, Path], out: Path) -> dic
     from zoo.text.code import PROMPT, parse_rate, parses
     from zoo.text.generate import format_table, next_token_table
 
-    model = _load(directories, "gpt-nano").eval()
+    model = load_pretrained(directories["gpt-nano"]).eval()
     healed = PROMPT.rstrip()  # `def ` heals to `def` + a token starting with the space (zoo.text.code)
     table = next_token_table(model, healed, k=8)
     print(f"next-token probabilities after {healed!r}:\n{format_table(table)}")
@@ -213,7 +210,7 @@ def speech_section(report: Report, directories: dict[str, Path], out: Path) -> d
     from zoo.speech.metrics import error_rate
     from zoo.speech.transcribe import transcribe
 
-    model = _load(directories, "whisper-cpu").eval()
+    model = load_pretrained(directories["whisper-cpu"]).eval()
     config = SpeechCorpusConfig(seed=DEMO_SEED)
     clips, index = {}, 0
     while len(clips) < len(config.languages):  # one fresh test-split sentence per language
@@ -248,7 +245,6 @@ def speech_section(report: Report, directories: dict[str, Path], out: Path) -> d
 
 def diffusion_section(report: Report, directories: dict[str, Path], out: Path) -> dict:
     """Images: captions the denoiser never drew, judged by an independent classifier"""
-    from zoo.checkpoint import load_pretrained
     from zoo.diffusion.data import draw_scene, scene_attributes
     from zoo.diffusion.judge import score
     from zoo.diffusion.pipeline import TextToImagePipeline
@@ -292,7 +288,7 @@ def vision_section(report: Report, directories: dict[str, Path], out: Path) -> d
         if name not in directories:
             rows.append([name, "not shipped", "", "", ""])
             continue
-        model = _load(directories, name).eval()
+        model = load_pretrained(directories[name]).eval()
         drawings = materialize(ShapesDataset(DRAWINGS, seed=DEMO_SEED, task="shape",
                                              config=SceneConfig(image_size=model.config.image_size)), progress=False)
         if list(drawings.classes) != list(model.config.class_names):
@@ -315,9 +311,9 @@ def vision_section(report: Report, directories: dict[str, Path], out: Path) -> d
 
 def lora_section(report: Report, directories: dict[str, Path], out: Path) -> dict:
     """Training: a LoRA fine-tune of the GPT through the trainer"""
-    from zoo.checkpoint import load_pretrained
     from zoo.evaluation import load_for_eval
-    from zoo.text.generate import GenerationOptions, generate
+    from zoo.text.code import sample_healed
+    from zoo.text.generate import GenerationOptions
     from zoo.train import train
 
     corpus = write_lora_corpus(out / "lora_corpus.py")
@@ -332,9 +328,9 @@ def lora_section(report: Report, directories: dict[str, Path], out: Path) -> dic
                 f"{corpus.name}`: {LORA_STEPS} steps on a file of unit-conversion helpers the demo wrote; "
                 f"validation loss {before:.2f} → {after:.2f}.")
     report.loss_curves({"LoRA fine-tune": curve}, caption="the fine-tune's training and validation loss")
-    sample = generate(load_pretrained(run).eval(), "def ", GenerationOptions(max_new_tokens=80, temperature=0.8,
-                                                                             seed=DEMO_SEED))
-    report.code("def " + sample.text, caption="a sample from the fine-tuned model")
+    options = GenerationOptions(max_new_tokens=80, temperature=0.8, seed=DEMO_SEED)
+    report.code(sample_healed(load_pretrained(run).eval(), "def ", 1, options)[0],
+                caption="a sample from the fine-tuned model")
     print(f"  validation loss {before:.2f} -> {after:.2f} in {LORA_STEPS} steps")
     return {"val_loss_before": before, "val_loss_after": after}
 
