@@ -16,7 +16,6 @@ ZOO_WEIGHTS_DIR replaces zoo/weights (tests, or weights kept outside the package
 """
 
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -37,7 +36,7 @@ from zoo.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_pretrained
 from zoo.config import config_to_dict, replace_config
 from zoo.evaluation import RUN_FILE, evaluate_directory
 from zoo.registry import get_family
-from zoo.utils import git_state, written_atomically
+from zoo.utils import git_state, sha256_file, written_atomically
 
 MANIFEST = "manifest.json"
 LOG_FILE = "log.jsonl"
@@ -47,7 +46,6 @@ REPORT_FILE = "reproduce.json"
 TOKENIZER_SUFFIX = "tokenizer.json"
 STORAGE_DTYPES = ("float16", "bfloat16", "float32")
 CURVE_POINTS = 200
-CHUNK = 1 << 20
 WEIGHTS_VARIABLE = "ZOO_WEIGHTS_DIR"
 
 
@@ -91,14 +89,6 @@ def _require(name: str) -> Path:
 
 def read_manifest(name: str) -> dict:
     return json.loads((_require(name) / MANIFEST).read_text())
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):  # streamed: weights need not fit in memory twice
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify(directory: str | Path) -> dict:

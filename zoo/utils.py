@@ -1,9 +1,11 @@
-"""Small helpers every part of zoo needs: write-then-rename publishing, eval mode for a while, the git state.
+"""Small helpers every part of zoo needs: write-then-rename publishing, eval mode for a while, the git state,
+a file's sha256.
 
 None knows about models or families; they live here so that no module writes its own copy.
 """
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -103,3 +105,12 @@ def git_state() -> tuple[str | None, bool | None]:
     except (OSError, subprocess.SubprocessError):
         return None, None
     return commit, dirty
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks: weights need not fit in memory twice."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -35,7 +35,7 @@ from zoo.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_pretrained
 from zoo.diffusion.data import CaptionTokenizer, DiffusionDataConfig, cache_key, load_split
 from zoo.diffusion.objectives import corrupt, mean_squared_error_per_sample, training_scheduler
 from zoo.registry import TrainingData
-from zoo.utils import eval_mode, model_device, unwrapped, written_atomically
+from zoo.utils import eval_mode, model_device, sha256_file, unwrapped, written_atomically
 
 QUICK_EVAL_LATENTS = 512  # evaluate(quick=True): the denoising loss on this many validation latents
 EVAL_BATCH = 128
@@ -101,11 +101,7 @@ def trained_model_dir(given: str, recipe_name: str, run_dir: Path | None, data_c
 
 
 def weights_digest(model_dir: Path) -> str:
-    digest = hashlib.sha256()
-    with open(model_dir / WEIGHTS_FILE, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return sha256_file(model_dir / WEIGHTS_FILE)[:16]
 
 
 @torch.no_grad()
