@@ -12,6 +12,7 @@ from torch import nn
 
 import zoo
 from zoo.config import config_from_dict, config_to_dict, replace_config
+from zoo.errors import CorruptFileError, InputError, MissingFileError, UnsafeFileError
 from zoo.registry import family_of_config, get_family
 from zoo.utils import written_atomically
 
@@ -39,34 +40,34 @@ def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
 def load_pretrained(directory: str | Path, **overrides) -> nn.Module:
     directory = Path(directory)
     if not directory.exists():
-        raise FileNotFoundError(f"no model directory {directory}")
+        raise MissingFileError(f"no model directory {directory}")
     if directory.is_file():
         if directory.suffix in PICKLE_SUFFIXES:
-            raise ValueError(f"refusing to load {directory}: pickle files can run arbitrary code; zoo loads "
+            raise UnsafeFileError(f"refusing to load {directory}: pickle files can run arbitrary code; zoo loads "
                              f"weights only from {WEIGHTS_FILE} (safetensors) in a model directory")
-        raise ValueError(f"{directory} is a file; zoo.load expects a model directory holding "
+        raise InputError(f"{directory} is a file; zoo.load expects a model directory holding "
                          f"{CONFIG_FILE} and {WEIGHTS_FILE}")
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not config_path.exists():
-        raise FileNotFoundError(f"{directory} is not a zoo model directory: {CONFIG_FILE} is missing")
+        raise MissingFileError(f"{directory} is not a zoo model directory: {CONFIG_FILE} is missing")
     if not weights_path.exists():
         pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
-            raise ValueError(f"refusing to load {directory / pickles[0]}: pickle files can run arbitrary code; "
+            raise UnsafeFileError(f"refusing to load {directory / pickles[0]}: pickle files can run arbitrary code; "
                              f"zoo loads weights only from {WEIGHTS_FILE} (safetensors)")
-        raise FileNotFoundError(f"{weights_path} is missing")
+        raise MissingFileError(f"{weights_path} is missing")
     try:
         meta = json.loads(config_path.read_text())
         family = get_family(meta["family"])
     except (json.JSONDecodeError, KeyError) as error:
-        raise ValueError(f"{config_path} is not a valid zoo config ({error})") from None
+        raise CorruptFileError(f"{config_path} is not a valid zoo config ({error})") from None
     config = config_from_dict(family.config_class, meta["config"])
     if overrides:
         config = replace_config(config, overrides)
     model = family.build(config)
     missing, unexpected = safetensors.torch.load_model(model, str(weights_path), strict=False)
     if missing or unexpected:
-        raise ValueError(f"{weights_path} does not match the {family.name} config in {config_path}: "
+        raise CorruptFileError(f"{weights_path} does not match the {family.name} config in {config_path}: "
                          f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
     model.zoo_name = meta.get("name")
     if family.load_extras is not None:

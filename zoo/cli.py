@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from zoo.errors import ZooError
 from zoo.evaluation import evaluate_directory, load_for_eval  # noqa: F401 (zoo.cli.load_for_eval, as before)
 from zoo.registry import families
 
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as error:
+    except ZooError as error:
         print(f"zoo {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -13,6 +13,8 @@ import types
 import typing
 from typing import Any
 
+from zoo.errors import InputError
+
 
 def field_names(config_class) -> list[str]:
     return [f.name for f in dataclasses.fields(config_class)]
@@ -44,37 +46,37 @@ def _coerce(value: Any, annotation, where: str):
                 return _coerce(value, option, where)
             except ValueError as error:
                 errors.append(str(error))
-        raise ValueError(errors[0] if errors else f"{where}: cannot use {value!r}")
+        raise InputError(errors[0] if errors else f"{where}: cannot use {value!r}")
     if origin is tuple:
         (item_type, *_) = typing.get_args(annotation) or (str,)
         if isinstance(value, str):
             value = [v for v in value.split(",") if v != ""]
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where} expects a list, got {value!r}")
+            raise InputError(f"{where} expects a list, got {value!r}")
         return tuple(_coerce(v, item_type, where) for v in value)
     if annotation is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return value.lower() in ("1", "true", "yes", "on")
-        raise ValueError(f"{where} expects true/false, got {value!r}")
+        raise InputError(f"{where} expects true/false, got {value!r}")
     if annotation is int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"{where} expects an integer, got {value!r}")
+            raise InputError(f"{where} expects an integer, got {value!r}")
         try:
             return int(value) if not isinstance(value, str) else int(value.replace("_", ""))
         except ValueError:
-            raise ValueError(f"{where} expects an integer, got {value!r}") from None
+            raise InputError(f"{where} expects an integer, got {value!r}") from None
     if annotation is float:
         if isinstance(value, bool):
-            raise ValueError(f"{where} expects a number, got {value!r}")
+            raise InputError(f"{where} expects a number, got {value!r}")
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{where} expects a number, got {value!r}") from None
+            raise InputError(f"{where} expects a number, got {value!r}") from None
     if annotation is str:
         if not isinstance(value, str):
-            raise ValueError(f"{where} expects a string, got {value!r}")
+            raise InputError(f"{where} expects a string, got {value!r}")
         return value
     return value
 
@@ -134,10 +136,10 @@ def replace_config(config, overrides: dict[str, Any], section: str | None = None
                 changes[name] = value
                 nested.pop(name, None)  # a whole config replaces earlier partial updates
             else:
-                raise ValueError(f"{where} is a {annotation.__name__}: give a dict of its fields or set them one "
+                raise InputError(f"{where} is a {annotation.__name__}: give a dict of its fields or set them one "
                                  f"by one, e.g. {where}.{field_names(annotation)[0]}=...; got {value!r}")
         elif dot:
-            raise ValueError(f"unknown field {where!r}: {prefix + name!r} is not a nested config (its type is "
+            raise InputError(f"unknown field {where!r}: {prefix + name!r} is not a nested config (its type is "
                              f"{getattr(annotation, '__name__', annotation)}), so it has no field {rest!r}")
         else:
             changes[name] = _coerce(value, annotation, where)
@@ -155,7 +157,7 @@ def parse_sets(items, sections: tuple[str, ...] = ("model", "data", "train")) ->
         key, sep, value = item.partition("=")
         section, dot, field = key.partition(".")
         if not sep or not dot or section not in parsed or not field or "" in field.split("."):
-            raise ValueError(f"--set {item!r}: expected section.field=value with section one of "
+            raise InputError(f"--set {item!r}: expected section.field=value with section one of "
                              f"{', '.join(sections)} (e.g. --set train.lr=3e-4, --set model.backbone.n_layers=4)")
         parsed[section][field] = value
     return parsed

@@ -40,6 +40,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from zoo.errors import InputError
 from zoo.nn.packed import prepacked_linears
 from zoo.utils import eval_mode
 
@@ -133,41 +134,41 @@ class DecodingOptions:
             return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
         if not is_int(self.max_new_tokens) or self.max_new_tokens < 1:
-            raise ValueError(f"{name}.max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
+            raise InputError(f"{name}.max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
         if not is_number(self.temperature) or self.temperature < 0:
-            raise ValueError(f"{name}.temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
+            raise InputError(f"{name}.temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
         if self.top_k is not None and (not is_int(self.top_k) or self.top_k < 1):
-            raise ValueError(f"{name}.top_k must be None (off) or an integer >= 1, got {self.top_k!r}")
+            raise InputError(f"{name}.top_k must be None (off) or an integer >= 1, got {self.top_k!r}")
         if not is_number(self.top_p) or not 0 < self.top_p <= 1:
-            raise ValueError(f"{name}.top_p must be in (0, 1] (1 = off), got {self.top_p!r}")
+            raise InputError(f"{name}.top_p must be in (0, 1] (1 = off), got {self.top_p!r}")
         if not is_number(self.min_p) or not 0 <= self.min_p <= 1:
-            raise ValueError(f"{name}.min_p must be in [0, 1] (0 = off), got {self.min_p!r}")
+            raise InputError(f"{name}.min_p must be in [0, 1] (0 = off), got {self.min_p!r}")
         if not is_number(self.repetition_penalty) or self.repetition_penalty <= 0:
-            raise ValueError(f"{name}.repetition_penalty must be a finite number > 0 (1 = off, > 1 discourages "
+            raise InputError(f"{name}.repetition_penalty must be a finite number > 0 (1 = off, > 1 discourages "
                              f"repeats), got {self.repetition_penalty!r}")
         if isinstance(self.stop, str) or not isinstance(self.stop, (tuple, list)):
-            raise ValueError(f"{name}.stop must be a tuple of strings, e.g. stop=('\\n\\n',), got {self.stop!r}")
+            raise InputError(f"{name}.stop must be a tuple of strings, e.g. stop=('\\n\\n',), got {self.stop!r}")
         if not all(isinstance(s, str) and s for s in self.stop):
-            raise ValueError(f"{name}.stop must hold non-empty strings, got {self.stop!r}")
+            raise InputError(f"{name}.stop must hold non-empty strings, got {self.stop!r}")
         object.__setattr__(self, "stop", tuple(self.stop))  # a list is accepted; stored hashable
         if self.seed is not None and not is_int(self.seed):
-            raise ValueError(f"{name}.seed must be None or an integer, got {self.seed!r}")
+            raise InputError(f"{name}.seed must be None or an integer, got {self.seed!r}")
         for flag in ("compile", "prepack"):
             if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"{name}.{flag} must be True or False, got {getattr(self, flag)!r}")
+                raise InputError(f"{name}.{flag} must be True or False, got {getattr(self, flag)!r}")
 
         if self.beam_size is not None and (not is_int(self.beam_size) or self.beam_size < 1):
-            raise ValueError(f"{name}.beam_size must be None (no beam search) or an integer >= 1, "
+            raise InputError(f"{name}.beam_size must be None (no beam search) or an integer >= 1, "
                              f"got {self.beam_size!r}")
         if self.patience is not None and (not is_number(self.patience) or self.patience <= 0):
-            raise ValueError(f"{name}.patience must be None (= 1.0) or a finite number > 0, got {self.patience!r}")
+            raise InputError(f"{name}.patience must be None (= 1.0) or a finite number > 0, got {self.patience!r}")
         if self.length_penalty is not None and (not is_number(self.length_penalty)
                                                 or not 0 <= self.length_penalty <= 1):
-            raise ValueError(f"{name}.length_penalty must be None (divide by the length) or a number in [0, 1] "
+            raise InputError(f"{name}.length_penalty must be None (divide by the length) or a number in [0, 1] "
                              f"(alpha of ((5 + length) / 6) ** alpha), got {self.length_penalty!r}")
         if (isinstance(self.suppress_tokens, (str, bytes)) or not isinstance(self.suppress_tokens, (tuple, list))
                 or not all(is_int(t) and t >= 0 for t in self.suppress_tokens)):
-            raise ValueError(f"{name}.suppress_tokens must be a tuple of token ids (integers >= 0), "
+            raise InputError(f"{name}.suppress_tokens must be a tuple of token ids (integers >= 0), "
                              f"got {self.suppress_tokens!r}")
         object.__setattr__(self, "suppress_tokens", tuple(self.suppress_tokens))
 
@@ -175,15 +176,15 @@ class DecodingOptions:
         if self.beam_size is None:
             for field in ("patience", "length_penalty"):
                 if getattr(self, field) is not None:
-                    raise ValueError(f"{name}.{field}={getattr(self, field)!r} needs beam_size: it only affects "
+                    raise InputError(f"{name}.{field}={getattr(self, field)!r} needs beam_size: it only affects "
                                      f"beam search; set beam_size (e.g. 4) or leave {field}=None")
         else:
             if self.temperature != 0:
-                raise ValueError(f"{name}.beam_size={self.beam_size} needs temperature=0: beam search keeps the "
+                raise InputError(f"{name}.beam_size={self.beam_size} needs temperature=0: beam search keeps the "
                                  f"most likely continuations and does not sample; got temperature="
                                  f"{self.temperature!r} (use beam_size=None to sample)")
             if round(self.beam_size * (self.patience or 1.0)) < 1:
-                raise ValueError(f"{name}.patience={self.patience!r} with beam_size={self.beam_size} waits for "
+                raise InputError(f"{name}.patience={self.patience!r} with beam_size={self.beam_size} waits for "
                                  f"round(beam_size * patience) = 0 finished candidates; patience must be above "
                                  f"{0.5 / self.beam_size:g} (so that at least 1 is collected)")
 
@@ -206,7 +207,7 @@ def decode(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], options
     """
     states = states if states is not None else [TokenState() for _ in prompts]
     if len(states) != len(prompts):
-        raise ValueError(f"decode() needs one state per prompt, got {len(states)} states for {len(prompts)} prompts")
+        raise InputError(f"decode() needs one state per prompt, got {len(states)} states for {len(prompts)} prompts")
     if options.beam_size is not None:
         return [candidates[0] for candidates in beam_search(model, prompts, options, states, processors, **context)]
     for _ in sample(model, prompts, options, states, processors, logprobs, **context):
@@ -568,7 +569,7 @@ def make_processors(options: DecodingOptions, vocab_size: int | None = None) -> 
     processors: list[LogitProcessor] = []
     if options.suppress_tokens:
         if vocab_size is not None and max(options.suppress_tokens) >= vocab_size:
-            raise ValueError(f"suppress_tokens holds token id {max(options.suppress_tokens)}, but the model's "
+            raise InputError(f"suppress_tokens holds token id {max(options.suppress_tokens)}, but the model's "
                              f"vocabulary has {vocab_size} tokens (allowed ids: 0..{vocab_size - 1})")
         processors.append(SuppressTokens(options.suppress_tokens))
     if options.repetition_penalty != 1.0:
@@ -728,16 +729,16 @@ def check_prompts(prompts: Sequence[Sequence[int]], max_new_tokens: int, max_seq
     """Every prompt must be non-empty and fit the context with room for max_new_tokens: no silent truncation
     and no silent capping of the output length."""
     if not prompts:
-        raise ValueError("no prompts to decode: give at least one list of token ids")
+        raise InputError("no prompts to decode: give at least one list of token ids")
     for i, row in enumerate(prompts):
         if len(row) == 0:
-            raise ValueError(f"prompt {i} is empty: decoding continues a prompt; give at least one token")
+            raise InputError(f"prompt {i} is empty: decoding continues a prompt; give at least one token")
         if len(row) > max_seq_len:
-            raise ValueError(f"prompt {i} is {len(row)} tokens long, more than the model's context of "
+            raise InputError(f"prompt {i} is {len(row)} tokens long, more than the model's context of "
                              f"max_seq_len={max_seq_len} tokens; shorten it (prompts are never truncated silently)")
     T = max(len(row) for row in prompts)  # batched prompts are padded to the longest
     if T + max_new_tokens > max_seq_len:
-        raise ValueError(f"the longest prompt ({T} token{'s' * (T != 1)}) + max_new_tokens ({max_new_tokens}) = "
+        raise InputError(f"the longest prompt ({T} token{'s' * (T != 1)}) + max_new_tokens ({max_new_tokens}) = "
                          f"{T + max_new_tokens} exceeds the model's context of max_seq_len={max_seq_len}; "
                          f"lower max_new_tokens to at most {max_seq_len - T} or shorten the prompt")
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from zoo.checkpoint import load_pretrained
+from zoo.errors import InputError, MissingFileError
 from zoo.report import Report
 from zoo.shipped import read_manifest, reproduce, shipped_dir, shipped_names, verify
 
@@ -254,7 +255,7 @@ def diffusion_section(report: Report, directories: dict[str, Path], out: Path) -
     pipeline = TextToImagePipeline.from_pretrained(directory)
     judge_dir = directory / "judge" if (directory / "judge").is_dir() else directories.get("judge-shapes")
     if judge_dir is None:
-        raise FileNotFoundError("the diffusion demo needs the judge: dit-shapes/judge or judge-shapes")
+        raise MissingFileError("the diffusion demo needs the judge: dit-shapes/judge or judge-shapes")
     judge = load_pretrained(judge_dir).eval()
     config = DiTDataConfig(seed=DEMO_SEED, image_size=pipeline.default_size())
     attributes = [scene_attributes(draw_scene(config, "test_heldout", i)) for i in range(IMAGE_PROMPTS)]
@@ -292,7 +293,7 @@ def vision_section(report: Report, directories: dict[str, Path], out: Path) -> d
         drawings = materialize(ShapesDataset(DRAWINGS, seed=DEMO_SEED, task="shape",
                                              config=SceneConfig(image_size=model.config.image_size)), progress=False)
         if list(drawings.classes) != list(model.config.class_names):
-            raise ValueError(f"{name} was trained on classes {model.config.class_names}, the drawings have "
+            raise InputError(f"{name} was trained on classes {model.config.class_names}, the drawings have "
                              f"{drawings.classes}")
         began = time.perf_counter()
         metrics = evaluate(model, ImageTensors(drawings.images, drawings.targets, drawings.classes),

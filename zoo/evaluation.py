@@ -7,6 +7,7 @@ from pathlib import Path
 
 from zoo.checkpoint import load_pretrained
 from zoo.config import replace_config
+from zoo.errors import InputError
 from zoo.registry import family_of_config, zoo_home
 
 RUN_FILE = "train_config.json"
@@ -23,7 +24,7 @@ def load_for_eval(directory: str | Path, data_path: str | None = None, data_over
     data_config = replace_config(family.data_config(), run.get("data", {}), "data") if family.data_config else None
     if data_overrides:
         if data_config is None:
-            raise ValueError(f"family {family.name!r} has no data settings to override")
+            raise InputError(f"family {family.name!r} has no data settings to override")
         data_config = replace_config(data_config, data_overrides, "data")
     path = data_path if data_path is not None else run.get("data_path")
     data = family.prepare_data(model.config, data_config, path, zoo_home() / "cache", model=model)
@@ -35,5 +36,5 @@ def evaluate_directory(directory: str | Path, data_path: str | None = None, out_
     """The family's full evaluation of the model in DIR; plots (a confusion matrix, ...) go to out_dir if given."""
     model, family, data, data_config = load_for_eval(directory, data_path, data_overrides)
     if family.evaluate is None:
-        raise ValueError(f"family {family.name!r} has no evaluation")
+        raise InputError(f"family {family.name!r} has no evaluation")
     return family.evaluate(model.eval(), data, data_config, out_dir=out_dir, quick=False)

@@ -15,6 +15,7 @@ from torch import nn
 
 from zoo.checkpoint import CONFIG_FILE, load_pretrained
 from zoo.config import replace_config
+from zoo.errors import MissingFileError
 from zoo.registry import get_family, get_model_entry, list_models, zoo_home
 from zoo.shipped import load_shipped, shipped_dir, verify, weights_root
 
@@ -36,8 +37,8 @@ def load(name_or_dir: str | os.PathLike, pretrained: bool = False, device=None, 
         model = load_pretrained(path, **overrides)
     else:
         if os.sep in str(name_or_dir) or str(name_or_dir).startswith("."):
-            raise FileNotFoundError(f"no model directory {str(name_or_dir)!r} (and it is not a model name; "
-                                    f"see zoo.list_models())")
+            raise MissingFileError(f"no model directory {str(name_or_dir)!r} (and it is not a model name; "
+                                   f"see zoo.list_models())")
         if pretrained:
             model = load_trained(str(name_or_dir), **overrides)
         else:
@@ -62,8 +63,8 @@ def trained_dir(name_or_dir: str | os.PathLike) -> Path:
     if shipped is not None:
         verify(shipped)
         return shipped
-    raise FileNotFoundError(f"no directory {str(name_or_dir)!r}, and no trained weights for the model of that name: "
-                            f"none in {home} (ZOO_HOME) and none shipped; train them with `zoo train {name_or_dir}`")
+    raise MissingFileError(f"no directory {str(name_or_dir)!r}, and no trained weights for the model of that name: "
+                           f"none in {home} (ZOO_HOME) and none shipped; train them with `zoo train {name_or_dir}`")
 
 
 def load_trained(name: str, **overrides) -> nn.Module:
@@ -75,5 +76,5 @@ def load_trained(name: str, **overrides) -> nn.Module:
         return load_pretrained(home, **overrides)
     if shipped_dir(name) is not None:
         return load_shipped(name, **overrides)
-    raise FileNotFoundError(f"no trained weights for {name!r}: none in {home} (ZOO_HOME) and none shipped in "
-                            f"{weights_root() / name}; train them with `zoo train {name}` (or set ZOO_HOME)")
+    raise MissingFileError(f"no trained weights for {name!r}: none in {home} (ZOO_HOME) and none shipped in "
+                           f"{weights_root() / name}; train them with `zoo train {name}` (or set ZOO_HOME)")

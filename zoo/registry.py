@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
+from zoo.errors import InputError
+
 # Modules whose import registers families and models; imported on first use (timm does the same).
 FAMILY_MODULES = ("zoo.text.gpt", "zoo.vision.alexnet", "zoo.vision.vit", "zoo.speech.whisper", "zoo.diffusion.vae",
                   "zoo.diffusion.dit", "zoo.diffusion.judge")
@@ -157,7 +159,7 @@ def register_family(family: Family) -> Family:
         if other.name != family.name:
             taken = sorted(set(names) & {c.name for c in other.commands})
             if taken:
-                raise ValueError(f"family {family.name!r} registers the command(s) {', '.join(taken)} that "
+                raise InputError(f"family {family.name!r} registers the command(s) {', '.join(taken)} that "
                                  f"family {other.name!r} already serves")
     _FAMILIES[family.name] = family
     return family
@@ -209,7 +211,7 @@ def get_model_entry(name: str) -> ModelEntry:
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.4)
         hint = f"; did you mean: {', '.join(close)}" if close else ""
-        raise ValueError(f"unknown model {name!r}{hint}. Known models: {', '.join(sorted(_MODELS))}. "
+        raise InputError(f"unknown model {name!r}{hint}. Known models: {', '.join(sorted(_MODELS))}. "
                          f"A saved model is loaded from its directory (no directory {name!r} exists).")
     return _MODELS[name]
 
@@ -217,7 +219,7 @@ def get_model_entry(name: str) -> ModelEntry:
 def get_family(name: str) -> Family:
     import_families()
     if name not in _FAMILIES:
-        raise ValueError(f"unknown model family {name!r}; known: {', '.join(sorted(_FAMILIES))}")
+        raise InputError(f"unknown model family {name!r}; known: {', '.join(sorted(_FAMILIES))}")
     return _FAMILIES[name]
 
 
@@ -226,7 +228,7 @@ def family_of_config(config) -> Family:
     for family in _FAMILIES.values():
         if type(config) is family.config_class:
             return family
-    raise ValueError(f"no registered family uses config class {type(config).__name__}")
+    raise InputError(f"no registered family uses config class {type(config).__name__}")
 
 
 def zoo_home() -> Path:

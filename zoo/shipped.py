@@ -34,6 +34,7 @@ from safetensors.torch import save_file
 
 from zoo.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_pretrained
 from zoo.config import config_to_dict, replace_config
+from zoo.errors import CorruptFileError, InputError, MissingFileError
 from zoo.evaluation import RUN_FILE, evaluate_directory
 from zoo.registry import get_family
 from zoo.utils import git_state, sha256_file, written_atomically
@@ -49,7 +50,7 @@ CURVE_POINTS = 200
 WEIGHTS_VARIABLE = "ZOO_WEIGHTS_DIR"
 
 
-class ShippedWeightsError(ValueError):
+class ShippedWeightsError(CorruptFileError):
     """A shipped directory that does not match its manifest: a changed, missing or unlisted file."""
 
 
@@ -82,7 +83,7 @@ def _require(name: str) -> Path:
     directory = shipped_dir(name)
     if directory is None:
         names = shipped_names()
-        raise ValueError(f"no shipped weights named {name!r} in {weights_root()}; shipped: "
+        raise InputError(f"no shipped weights named {name!r} in {weights_root()}; shipped: "
                          f"{', '.join(names) if names else 'none'}")
     return directory
 
@@ -136,12 +137,12 @@ def ship(run_dir: str | Path, name: str, command: str, wall_time_s: float, dtype
     model names other shipped models rather than the maintainer's run paths)."""
     run_dir = Path(run_dir)
     if not _valid_name(name):
-        raise ValueError(f"{name!r} is not a shipped model name (a plain directory name, not starting with '.')")
+        raise InputError(f"{name!r} is not a shipped model name (a plain directory name, not starting with '.')")
     if dtype not in STORAGE_DTYPES:
-        raise ValueError(f"dtype={dtype!r}; allowed: {', '.join(STORAGE_DTYPES)}")
+        raise InputError(f"dtype={dtype!r}; allowed: {', '.join(STORAGE_DTYPES)}")
     for required in (CONFIG_FILE, WEIGHTS_FILE):
         if not (run_dir / required).is_file():
-            raise FileNotFoundError(f"{run_dir} is not a finished run: {required} is missing")
+            raise MissingFileError(f"{run_dir} is not a finished run: {required} is missing")
     root = Path(root) if root is not None else weights_root()
     run = json.loads((run_dir / RUN_FILE).read_text()) if (run_dir / RUN_FILE).is_file() else {}
     with written_atomically(root / name, directory=True) as tmp:
@@ -194,7 +195,7 @@ def cast_weights(source: Path, target: Path, dtype: torch.dtype):
     for key, tensor in tensors.items():
         cast[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
         if tensor.is_floating_point() and not torch.isfinite(cast[key]).all() and torch.isfinite(tensor).all():
-            raise ValueError(f"{source}: tensor {key!r} overflows {dtype} (largest magnitude "
+            raise InputError(f"{source}: tensor {key!r} overflows {dtype} (largest magnitude "
                              f"{tensor.abs().max().item():.3g}); ship it in a wider dtype")
     save_file(cast, str(target), metadata=metadata)
 
@@ -202,11 +203,11 @@ def cast_weights(source: Path, target: Path, dtype: torch.dtype):
 def override_data(run_file: Path, overrides: dict):
     """Set data.* fields in a copied train_config.json, validated against the family's data config."""
     if not run_file.is_file():
-        raise FileNotFoundError(f"data overrides need the run's {RUN_FILE}, which is missing")
+        raise MissingFileError(f"data overrides need the run's {RUN_FILE}, which is missing")
     run = json.loads(run_file.read_text())
     family = get_family(run["family"])
     if family.data_config is None:
-        raise ValueError(f"family {family.name!r} has no data settings to override")
+        raise InputError(f"family {family.name!r} has no data settings to override")
     data = replace_config(replace_config(family.data_config(), run.get("data", {}), "data"), overrides, "data")
     run["data"] = config_to_dict(data)
     run_file.write_text(json.dumps(run, indent=2) + "\n")
@@ -255,7 +256,7 @@ def reproduce_argv(command: str, out: Path) -> tuple[dict[str, str], list[str]]:
         key, _, value = words.pop(0).partition("=")
         env[key] = value
     if not words:
-        raise ValueError(f"the manifest's command {command!r} runs nothing")
+        raise InputError(f"the manifest's command {command!r} runs nothing")
     if words[0] == "zoo":
         script = Path(sys.executable).with_name("zoo")  # the console script installed beside this interpreter
         words[:1] = [str(script)] if script.is_file() else [sys.executable, "-m", "zoo.cli"]
@@ -285,7 +286,7 @@ def reproduce(name: str, out: str | Path | None = None) -> dict:
     status = subprocess.run(argv, env={**os.environ, **env}).returncode
     wall_time_s = time.perf_counter() - start
     if status != 0:
-        raise ValueError(f"the training command exited with status {status}: {shlex.join(argv)}")
+        raise InputError(f"the training command exited with status {status}: {shlex.join(argv)}")
     reproduced = {key: float(value) for key, value in evaluate_directory(out, out_dir=out).items()
                   if isinstance(value, (int, float))}
     shipped = manifest["metrics"]

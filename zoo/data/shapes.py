@@ -36,6 +36,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset, TensorDataset
 
+from zoo.errors import InputError
 from zoo.utils import written_atomically
 
 SHAPES: tuple[str, ...] = (
@@ -127,27 +128,27 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         if self.image_size < 16:
-            raise ValueError(f"image_size={self.image_size} is too small: allowed image_size >= 16")
+            raise InputError(f"image_size={self.image_size} is too small: allowed image_size >= 16")
         if not 0.05 <= self.min_size <= self.max_size <= 1.0:
-            raise ValueError(
+            raise InputError(
                 f"min_size={self.min_size}, max_size={self.max_size}: "
                 "allowed 0.05 <= min_size <= max_size <= 1"
             )
         if not self.backgrounds:
-            raise ValueError(f"backgrounds is empty: allowed a non-empty subset of {BACKGROUNDS}")
+            raise InputError(f"backgrounds is empty: allowed a non-empty subset of {BACKGROUNDS}")
         for kind in self.backgrounds:
             _check("background", kind, BACKGROUNDS)
         if self.noise_std < 0:
-            raise ValueError(f"noise_std={self.noise_std}: allowed noise_std >= 0")
+            raise InputError(f"noise_std={self.noise_std}: allowed noise_std >= 0")
         if not 0.0 <= self.distractor_prob <= 1.0:
-            raise ValueError(f"distractor_prob={self.distractor_prob}: allowed 0 <= distractor_prob <= 1")
+            raise InputError(f"distractor_prob={self.distractor_prob}: allowed 0 <= distractor_prob <= 1")
         if not 1 <= self.max_count <= len(NUMBERS):
-            raise ValueError(f"max_count={self.max_count}: allowed 1 <= max_count <= {len(NUMBERS)}")
+            raise InputError(f"max_count={self.max_count}: allowed 1 <= max_count <= {len(NUMBERS)}")
 
 
 def _check(what: str, value: object, allowed: Sequence[object]) -> None:
     if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(map(str, allowed))}")
+        raise InputError(f"unknown {what} {value!r}; allowed: {', '.join(map(str, allowed))}")
 
 
 # -----------------------------------------------------------------------------
@@ -476,12 +477,12 @@ class ShapesDataset(Dataset):
         transform: Callable[[Image.Image], Any] | None = None,
     ):
         if not isinstance(n, (int, np.integer)) or n <= 0:
-            raise ValueError(f"n={n!r}: allowed a positive int")
+            raise InputError(f"n={n!r}: allowed a positive int")
         if not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed={seed!r}: allowed a non-negative int")
+            raise InputError(f"seed={seed!r}: allowed a non-negative int")
         _check("task", task, TASKS)
         if task == "count" and config.max_count < 2:
-            raise ValueError(
+            raise InputError(
                 f"task='count' with max_count={config.max_count}: allowed max_count in 2..{len(NUMBERS)}"
             )
         self.n, self.seed, self.task, self.config, self.transform = int(n), int(seed), task, config, transform

@@ -13,6 +13,7 @@ import argparse
 import math
 from pathlib import Path
 
+from zoo.errors import InputError
 from zoo.registry import Command
 
 
@@ -41,10 +42,10 @@ def check_image_path(path: Path) -> Path:
 
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None or fmt not in Image.SAVE:
-        raise ValueError(f"--out {path}: cannot tell an image format from {path.suffix or 'no extension'!r}; "
+        raise InputError(f"--out {path}: cannot tell an image format from {path.suffix or 'no extension'!r}; "
                          f"allowed: a name ending in .png, .jpg, .bmp, .webp, ...")
     if path.is_dir():
-        raise ValueError(f"--out {path} is a directory; allowed: an image file name")
+        raise InputError(f"--out {path} is a directory; allowed: an image file name")
     return path
 
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace):
 
     out = check_image_path(Path(args.out))
     if args.num_images < 1:  # before loading the model; the pipeline checks everything else
-        raise ValueError(f"--num-images {args.num_images}; allowed: an integer >= 1")
+        raise InputError(f"--num-images {args.num_images}; allowed: an integer >= 1")
     pipeline = TextToImagePipeline.from_pretrained(trained_dir(args.dir), device=args.device)
     options = {"negative_prompt": args.negative_prompt, "height": args.height, "width": args.width,
                "num_images_per_prompt": args.num_images, "scheduler": args.scheduler}

@@ -77,6 +77,7 @@ from zoo.data.shapes import (
     render,
     sample_scene,
 )
+from zoo.errors import InputError, MissingFileError
 from zoo.utils import written_atomically
 
 # Bump whenever the scenes, captions or labels a given (config, split, index) produces change (the generator's own
@@ -111,7 +112,7 @@ PAD, UNK = "<pad>", "<unk>"
 
 def _check(what: str, value: object, allowed: Sequence[object]) -> None:
     if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(map(str, allowed))}")
+        raise InputError(f"unknown {what} {value!r}; allowed: {', '.join(map(str, allowed))}")
 
 
 def check_split(split: str) -> str:
@@ -137,7 +138,7 @@ class DiffusionDataConfig:
 
     def __post_init__(self):
         def fail(name: str, allowed: str) -> None:
-            raise ValueError(f"DiffusionDataConfig.{name}={getattr(self, name)!r}; allowed: {allowed}")
+            raise InputError(f"DiffusionDataConfig.{name}={getattr(self, name)!r}; allowed: {allowed}")
 
         for name, low in (("image_size", 16), ("n_train", 1), ("n_val", 1), ("n_test", 0), ("n_test_heldout", 0),
                           ("seed", 0), ("heldout_seed", 0)):
@@ -148,7 +149,7 @@ class DiffusionDataConfig:
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 0.5:
             fail("heldout_share", "a number in [0, 0.5] (the share of the 72 shape-colour pairs held out)")
         if self.n_test_heldout > 0 and n_heldout(share) == 0:
-            raise ValueError(f"DiffusionDataConfig.heldout_share={share!r} holds out no (shape, colour) pair, but "
+            raise InputError(f"DiffusionDataConfig.heldout_share={share!r} holds out no (shape, colour) pair, but "
                              f"n_test_heldout={self.n_test_heldout}; allowed: heldout_share >= "
                              f"1/{len(all_pairs())} (one pair), or n_test_heldout=0")
         if isinstance(self.backgrounds, str):
@@ -185,7 +186,7 @@ def heldout_pairs(share: float = 0.125, seed: int = 0) -> frozenset[tuple[str, s
     whose shape already has ceil(k / 9) or whose colour has ceil(k / 8) held-out pairs. For share <= 0.5 every
     shape keeps at least 4 of its 8 colours and every colour 4 of its 9 shapes in training."""
     if not 0.0 <= share <= 0.5:
-        raise ValueError(f"heldout share {share!r}; allowed: a number in [0, 0.5]")
+        raise InputError(f"heldout share {share!r}; allowed: a number in [0, 0.5]")
     k = n_heldout(share)
     per_shape, per_colour = math.ceil(k / len(SHAPES)), math.ceil(k / len(COLOUR_NAMES))
     order = sorted(all_pairs(), key=lambda p: hashlib.sha256(f"heldout/{seed}/{p[0]}/{p[1]}".encode()).digest())
@@ -232,7 +233,7 @@ class Attributes:
         object.__setattr__(self, "background_colours", tuple(self.background_colours))
         n = 2 if self.background == "gradient" else 1
         if len(self.background_colours) != n:
-            raise ValueError(f"a {self.background} background has {n} colour name(s), got {self.background_colours}")
+            raise InputError(f"a {self.background} background has {n} colour name(s), got {self.background_colours}")
         for name in self.background_colours:
             _check("background colour", name, BACKGROUND_COLOURS)
 
@@ -284,7 +285,7 @@ def grid_cell(centre: Sequence[float]) -> int:
 def scene_attributes(scene: Scene) -> Attributes:
     """The captioned attributes of a one-shape scene."""
     if len(scene.shapes) != 1:
-        raise ValueError(f"diffusion scenes hold one shape, this one holds {len(scene.shapes)}")
+        raise InputError(f"diffusion scenes hold one shape, this one holds {len(scene.shapes)}")
     spec = scene.shapes[0]
     return Attributes(spec.shape, spec.colour, size_word(spec.size), POSITIONS[grid_cell(spec.centre)],
                       scene.background.kind, tuple(colour_word(c) for c in scene.background.colours))
@@ -316,13 +317,13 @@ def parse_caption(text: str) -> Attributes:
     clean = " ".join(text.lower().split())
     m = _CAPTION.fullmatch(clean)
     if m is None or (m["c1"] and not m["gradient"]) or (m["noisy"] and m["gradient"]):
-        raise ValueError(f"not a caption of the form 'a <size> <colour> <shape> <position> on a <background> "
+        raise InputError(f"not a caption of the form 'a <size> <colour> <shape> <position> on a <background> "
                          f"background': {text!r}")
     kind = "gradient" if m["gradient"] else "noise" if m["noisy"] else "solid"
     colours = (m["c0"], m["c1"] or m["c0"]) if kind == "gradient" else (m["c0"],)
     phrase = background_phrase(kind, colours)
     if not clean.endswith(f" on {_article(phrase)} {phrase} background"):
-        raise ValueError(f"wrong article before {phrase!r} in {text!r}: 'on {_article(phrase)} {phrase}'")
+        raise InputError(f"wrong article before {phrase!r} in {text!r}: 'on {_article(phrase)} {phrase}'")
     return Attributes(m["shape"], m["colour"], m["size"], _PHRASE_POSITION[m["position"]], kind, colours)
 
 
@@ -511,11 +512,11 @@ class CaptionTokenizer:
     def __init__(self, tokenizer):
         self.hf = tokenizer
         if tokenizer.truncation is None:
-            raise ValueError("a caption tokenizer stores max_length as its truncation length; this one has none")
+            raise InputError("a caption tokenizer stores max_length as its truncation length; this one has none")
         self.max_length = int(tokenizer.truncation["max_length"])
         self.pad_id, self.unk_id = tokenizer.token_to_id(PAD), tokenizer.token_to_id(UNK)
         if self.pad_id is None or self.unk_id is None:
-            raise ValueError(f"a caption tokenizer needs the tokens {PAD} and {UNK}")
+            raise InputError(f"a caption tokenizer needs the tokens {PAD} and {UNK}")
 
     @classmethod
     def build(cls, max_length: int | None = None, words: Iterable[str] | None = None) -> CaptionTokenizer:
@@ -523,7 +524,7 @@ class CaptionTokenizer:
 
         max_length = max_caption_words() if max_length is None else max_length
         if max_length < 1:
-            raise ValueError(f"max_length={max_length}; allowed: an integer >= 1")
+            raise InputError(f"max_length={max_length}; allowed: an integer >= 1")
         vocab = {PAD: 0, UNK: 1}
         for word in sorted(set(caption_words() if words is None else words) - {PAD, UNK}):
             vocab[word] = len(vocab)
@@ -554,7 +555,7 @@ class CaptionTokenizer:
         encoding = self.hf.encode(text)
         if encoding.overflowing:
             n = len(encoding.ids) + sum(len(o.ids) for o in encoding.overflowing)
-            raise ValueError(f"the caption has {n} words; this tokenizer takes at most {self.max_length}: {text!r}")
+            raise InputError(f"the caption has {n} words; this tokenizer takes at most {self.max_length}: {text!r}")
         return list(encoding.ids)
 
     def encode_batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -570,7 +571,7 @@ class CaptionTokenizer:
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
-            raise ValueError(f"token id(s) {bad} out of range for a vocabulary of {self.vocab_size}")
+            raise InputError(f"token id(s) {bad} out of range for a vocabulary of {self.vocab_size}")
         return " ".join(self.hf.id_to_token(i) for i in ids if i != self.pad_id)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -590,5 +591,5 @@ class CaptionTokenizer:
         if path.is_dir():
             path = path / "tokenizer.json"
         if not path.is_file():
-            raise FileNotFoundError(f"no caption tokenizer file {path}")
+            raise MissingFileError(f"no caption tokenizer file {path}")
         return cls(Tokenizer.from_file(str(path)))

@@ -40,6 +40,7 @@ from zoo.checkpoint import PretrainedMixin
 from zoo.diffusion import recipe
 from zoo.diffusion.commands import COMMANDS
 from zoo.diffusion.objectives import OBJECTIVES, WEIGHTINGS
+from zoo.errors import InputError
 from zoo.nn import Transformer, TransformerConfig, grid_positions
 from zoo.nn.transformer import modulate
 from zoo.registry import Family, register_family, register_model
@@ -85,34 +86,34 @@ class DiTConfig:
         for name in ("latent_channels", "latent_size", "patch_size", "vocab_size", "num_train_timesteps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"DiTConfig.{name}={value!r}; allowed: an integer >= 1")
+                raise InputError(f"DiTConfig.{name}={value!r}; allowed: an integer >= 1")
         if self.latent_size % self.patch_size:
-            raise ValueError(f"DiTConfig.latent_size={self.latent_size} is not a multiple of patch_size="
+            raise InputError(f"DiTConfig.latent_size={self.latent_size} is not a multiple of patch_size="
                              f"{self.patch_size}; allowed: latent sizes divisible by the patch size")
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"DiTConfig.objective={self.objective!r}; allowed: {', '.join(OBJECTIVES)}")
+            raise InputError(f"DiTConfig.objective={self.objective!r}; allowed: {', '.join(OBJECTIVES)}")
         allowed = WEIGHTINGS[self.objective]
         if self.weighting not in allowed:
-            raise ValueError(f"DiTConfig.weighting={self.weighting!r} does not apply to objective "
+            raise InputError(f"DiTConfig.weighting={self.weighting!r} does not apply to objective "
                              f"{self.objective!r}; allowed: {', '.join(allowed)}")
         if not 0.0 <= self.caption_dropout < 1.0:
-            raise ValueError(f"DiTConfig.caption_dropout={self.caption_dropout!r}; allowed: a share in [0, 1)")
+            raise InputError(f"DiTConfig.caption_dropout={self.caption_dropout!r}; allowed: a share in [0, 1)")
         if not self.min_snr_gamma > 0 or not self.logit_std > 0:
-            raise ValueError(f"DiTConfig.min_snr_gamma={self.min_snr_gamma} and logit_std={self.logit_std} must "
+            raise InputError(f"DiTConfig.min_snr_gamma={self.min_snr_gamma} and logit_std={self.logit_std} must "
                              f"be > 0")
         b, t = self.backbone, self.text
         if self.absolute_positions and b.dim % 4:
-            raise ValueError(f"DiTConfig.backbone.dim={b.dim} must be a multiple of 4 for absolute_positions "
+            raise InputError(f"DiTConfig.backbone.dim={b.dim} must be a multiple of 4 for absolute_positions "
                              f"(a sin and a cos per axis); allowed: a multiple of 4, or absolute_positions=False")
         if b.causal or not b.cross_attention or not b.adaln or b.positions != "rope2d" or b.final_norm:
-            raise ValueError("DiTConfig.backbone must be bidirectional (causal=False) with cross_attention=True, "
+            raise InputError("DiTConfig.backbone must be bidirectional (causal=False) with cross_attention=True, "
                              "adaln=True, positions='rope2d' and final_norm=False (the model's final layer is "
                              "adaLN-modulated); start from zoo.diffusion.dit.denoiser_backbone()")
         if (b.context_dim or b.dim) != t.dim:
-            raise ValueError(f"DiTConfig.backbone.context_dim={b.context_dim or b.dim} must equal text.dim={t.dim} "
+            raise InputError(f"DiTConfig.backbone.context_dim={b.context_dim or b.dim} must equal text.dim={t.dim} "
                              f"(cross-attention reads the text encoder's states)")
         if t.causal or t.cross_attention or t.adaln or t.positions == "rope2d":
-            raise ValueError("DiTConfig.text must be a plain bidirectional encoder (causal=False, no "
+            raise InputError("DiTConfig.text must be a plain bidirectional encoder (causal=False, no "
                              "cross-attention, no adaLN, 1-D positions)")
 
     @property
@@ -188,10 +189,10 @@ class DiT(nn.Module, PretrainedMixin):
     def encode_text(self, tokens: torch.Tensor, mask: torch.Tensor):
         """tokens (B, L) int64, mask (B, L) bool (True at words) -> (context, context_mask, pooled)."""
         if tokens.dim() != 2 or mask.shape != tokens.shape:
-            raise ValueError(f"DiT expects tokens and mask of shape (B, L), got {tuple(tokens.shape)} and "
+            raise InputError(f"DiT expects tokens and mask of shape (B, L), got {tuple(tokens.shape)} and "
                              f"{tuple(mask.shape)}")
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.config.vocab_size):
-            raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), got "
+            raise InputError(f"token ids must be in [0, {self.config.vocab_size}), got "
                              f"[{int(tokens.min())}, {int(tokens.max())}]")
         return self.text_encoder(tokens, mask)
 
@@ -200,11 +201,11 @@ class DiT(nn.Module, PretrainedMixin):
         """Noisy latents (B, C, h, w) at `timesteps` (B,) given encoded text -> the prediction (B, C, h, w)."""
         c, p = self.config, self.config.patch_size
         if latents.dim() != 4 or latents.shape[1] != c.latent_channels or latents.shape[2] % p or latents.shape[3] % p:
-            raise ValueError(f"DiT expects latents of shape (B, {c.latent_channels}, h, w) with h and w multiples "
+            raise InputError(f"DiT expects latents of shape (B, {c.latent_channels}, h, w) with h and w multiples "
                              f"of the patch size {p}, got {tuple(latents.shape)}")
         B, C, h, w = latents.shape
         if timesteps.shape != (B,):
-            raise ValueError(f"DiT expects one timestep per latent, shape ({B},), got {tuple(timesteps.shape)}")
+            raise InputError(f"DiT expects one timestep per latent, shape ({B},), got {tuple(timesteps.shape)}")
         x = self.patchify(latents).flatten(2).transpose(1, 2)  # (B, h/p * w/p, dim), row-major patches
         cond = self.time_mlp(timestep_embedding(timesteps).to(x.dtype)) + self.text_pool(pooled)
         positions = grid_positions(h // p, w // p, device=latents.device)

@@ -72,6 +72,7 @@ from zoo.diffusion.data import (
     load_split,
 )
 from zoo.diffusion.vae import to_model_range
+from zoo.errors import InputError, InputTypeError
 from zoo.plots import save_confusion_matrix
 from zoo.registry import Family, TrainingData, register_family, register_model
 from zoo.utils import eval_mode, model_device, unwrapped
@@ -107,17 +108,17 @@ class JudgeConfig:
 
     def __post_init__(self):
         def fail(name: str, allowed: str):
-            raise ValueError(f"JudgeConfig.{name}={getattr(self, name)!r}; allowed: {allowed}")
+            raise InputError(f"JudgeConfig.{name}={getattr(self, name)!r}; allowed: {allowed}")
 
         if not isinstance(self.backbone, AlexNetConfig):
-            raise TypeError(f"JudgeConfig.backbone must be an AlexNetConfig, got {type(self.backbone).__name__} (a "
-                            f"dict of fields goes through zoo.config.replace_config / config_from_dict)")
+            raise InputTypeError(f"JudgeConfig.backbone must be an AlexNetConfig, got {type(self.backbone).__name__} "
+                                 f"(a dict of fields goes through zoo.config.replace_config / config_from_dict)")
         if self.backbone.num_classes != NUM_LOGITS:
-            raise ValueError(f"JudgeConfig.backbone.num_classes={self.backbone.num_classes}; allowed: {NUM_LOGITS} "
+            raise InputError(f"JudgeConfig.backbone.num_classes={self.backbone.num_classes}; allowed: {NUM_LOGITS} "
                              f"(the logits of every head: " + " + ".join(
                                  f"{name} {len(names)}" for name, names in CLASS_NAMES.items()) + ")")
         if self.backbone.in_channels != 3:
-            raise ValueError(f"JudgeConfig.backbone.in_channels={self.backbone.in_channels}; allowed: 3 (RGB)")
+            raise InputError(f"JudgeConfig.backbone.in_channels={self.backbone.in_channels}; allowed: 3 (RGB)")
         if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 1:
             fail("image_size", "an integer >= 1")
         if self.backbone.feature_size(self.image_size) < 1:
@@ -159,7 +160,7 @@ class Judge(nn.Module, PretrainedMixin):
     def check_images(self, images: torch.Tensor) -> None:
         low = self.min_image_size
         if images.dim() != 4 or images.shape[1] != 3 or min(images.shape[2:]) < low:
-            raise ValueError(f"Judge expects images of shape (B, 3, H, W) with H and W >= {low}, "
+            raise InputError(f"Judge expects images of shape (B, 3, H, W) with H and W >= {low}, "
                              f"got {tuple(images.shape)}")
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -190,7 +191,7 @@ class LabelledImages(Dataset):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
         if len(images) != len(labels) or labels.shape[1:] != (len(ATTRIBUTES),):
-            raise ValueError(f"LabelledImages needs one row of {len(ATTRIBUTES)} labels per image, got images "
+            raise InputError(f"LabelledImages needs one row of {len(ATTRIBUTES)} labels per image, got images "
                              f"{tuple(images.shape)} and labels {tuple(labels.shape)}")
         self.images, self.labels = images, labels
 
@@ -211,11 +212,11 @@ def prepare_data(config: JudgeConfig, data_config: DiffusionDataConfig, path=Non
     colour, size and cell labels; config.image_size is set to the data's. A trained `model` needs nothing from
     the data (its classes are fixed by the data module)."""
     if path is not None:
-        raise ValueError(f"the judge family trains on the built-in captioned scenes (zoo.diffusion.data); --data "
+        raise InputError(f"the judge family trains on the built-in captioned scenes (zoo.diffusion.data); --data "
                          f"{path} is not supported: drop --data and set data.* (e.g. --set data.n_train=5000)")
     size = data_config.image_size
     if config.backbone.feature_size(size) < 1:
-        raise ValueError(f"data.image_size={size} is too small for the judge's backbone; allowed: image sizes >= "
+        raise InputError(f"data.image_size={size} is too small for the judge's backbone; allowed: image sizes >= "
                          f"{config.backbone.min_image_size()}")
     train, val = (LabelledImages.of(load_split(data_config, split, cache_dir)) for split in ("train", "val"))
     return TrainingData(train=train, val=val, config=dataclasses.replace(config, image_size=size))
@@ -241,7 +242,7 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, radius: int | None 
     torchvision.transforms.v2.functional.gaussian_blur(images, 2 radius + 1, sigma), with one sigma per image."""
     b, c, h, w = images.shape
     if sigma.shape != (b,):
-        raise ValueError(f"gaussian_blur needs one sigma per image: shape ({b},), got {tuple(sigma.shape)}")
+        raise InputError(f"gaussian_blur needs one sigma per image: shape ({b},), got {tuple(sigma.shape)}")
     radius = math.ceil(3 * float(sigma.max())) if radius is None else radius
     if radius == 0:
         return images
@@ -286,7 +287,7 @@ def loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
     judge.check_images(images)
     labels = batch["labels"].to(device, non_blocking=True)
     if labels.shape != (len(images), len(ATTRIBUTES)):
-        raise ValueError(f"Judge expects labels of shape (B, {len(ATTRIBUTES)}) ({', '.join(ATTRIBUTES)}) for "
+        raise InputError(f"Judge expects labels of shape (B, {len(ATTRIBUTES)}) ({', '.join(ATTRIBUTES)}) for "
                          f"images {tuple(images.shape)}, got {tuple(labels.shape)}")
     if model.training:
         images = augment(images, judge.config)
@@ -305,7 +306,7 @@ def model_input(images: torch.Tensor, judge: Judge) -> torch.Tensor:
     """uint8 images -> [-1, 1]; float images clamped to [-1, 1] (what a saved PNG holds); on the judge's device,
     checked."""
     if not isinstance(images, torch.Tensor) or not (images.dtype == torch.uint8 or images.is_floating_point()):
-        raise ValueError(f"the judge takes images as a uint8 or float tensor (B, 3, H, W), got "
+        raise InputError(f"the judge takes images as a uint8 or float tensor (B, 3, H, W), got "
                          f"{getattr(images, 'dtype', type(images).__name__)}")
     judge.check_images(images)
     return to_model_range(images).float().clamp(-1, 1).to(model_device(judge))
@@ -315,7 +316,7 @@ def model_input(images: torch.Tensor, judge: Judge) -> torch.Tensor:
 def _batched(judge: Judge, images: torch.Tensor, compute: Callable, batch_size: int) -> list:
     """compute(model input) for each batch of images, in eval mode, without gradients."""
     if len(images) == 0:
-        raise ValueError("the judge needs at least one image; got an empty batch")
+        raise InputError("the judge needs at least one image; got an empty batch")
     with eval_mode(judge):
         return [compute(model_input(images[start:start + batch_size], judge))
                 for start in range(0, len(images), batch_size)]
@@ -346,7 +347,7 @@ def score(judge: Judge, images: torch.Tensor, attributes: Sequence[Attributes],
     "joint" (shape and colour both right), on the CPU. attributes[i] is image i's (zoo.diffusion.data.Attributes,
     e.g. parse_caption(prompt))."""
     if len(attributes) != len(images):
-        raise ValueError(f"score needs one Attributes per image: {len(images)} images, {len(attributes)} attributes")
+        raise InputError(f"score needs one Attributes per image: {len(images)} images, {len(attributes)} attributes")
     predicted, labels = predict(judge, images, batch_size), attribute_labels(attributes)
     correct = {name: predicted[name] == labels[:, j] for j, name in enumerate(ATTRIBUTES)}
     correct["joint"] = torch.stack([correct[name] for name in JOINT]).all(dim=0)
@@ -359,10 +360,10 @@ def score(judge: Judge, images: torch.Tensor, attributes: Sequence[Attributes],
 
 def _check_feature_sets(a: torch.Tensor, b: torch.Tensor, least: int, what: str) -> None:
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"{what} compares two sets of feature vectors (N, F) and (M, F) with the same F, got "
+        raise InputError(f"{what} compares two sets of feature vectors (N, F) and (M, F) with the same F, got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
     if min(len(a), len(b)) < least:
-        raise ValueError(f"{what} needs at least {least} vectors in each set, got {len(a)} and {len(b)}")
+        raise InputError(f"{what} needs at least {least} vectors in each set, got {len(a)} and {len(b)}")
 
 
 def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
@@ -401,7 +402,7 @@ def kernel_distance(feats_a: torch.Tensor, feats_b: torch.Tensor, subsets: int =
     replacement from each set (seeded by `seed`), in float64."""
     _check_feature_sets(feats_a, feats_b, 2, "kernel_distance")
     if subsets < 1 or subset_size < 2:
-        raise ValueError(f"kernel_distance: subsets={subsets}, subset_size={subset_size}; allowed: subsets >= 1, "
+        raise InputError(f"kernel_distance: subsets={subsets}, subset_size={subset_size}; allowed: subsets >= 1, "
                          f"subset_size >= 2")
     a, b = feats_a.double(), feats_b.double()
     m = min(subset_size, len(a), len(b))
@@ -427,7 +428,7 @@ def evaluate(model: Judge, data, data_config: DiffusionDataConfig | None = None,
     dataset = data.val if isinstance(data, TrainingData) else data
     n = min(len(dataset), QUICK_EVAL_IMAGES) if quick else len(dataset)
     if n == 0:
-        raise ValueError("evaluate needs at least one validation image; the dataset is empty")
+        raise InputError("evaluate needs at least one validation image; the dataset is empty")
     device = model_device(model)
     confusion = {name: torch.zeros(len(names), len(names), dtype=torch.long) for name, names in CLASS_NAMES.items()}
     joint = total_loss = 0.0

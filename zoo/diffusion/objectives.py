@@ -25,6 +25,8 @@ import functools
 
 import torch
 
+from zoo.errors import InputError
+
 OBJECTIVES = ("epsilon", "v_prediction", "flow")
 WEIGHTINGS = {"epsilon": ("none", "min_snr"), "v_prediction": ("none", "min_snr"), "flow": ("none", "logit_normal")}
 
@@ -37,7 +39,7 @@ def training_scheduler(objective: str, num_train_timesteps: int = 1000, beta_sch
     from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler  # diffusers costs seconds at import
 
     if objective not in OBJECTIVES:
-        raise ValueError(f"objective {objective!r}; allowed: {', '.join(OBJECTIVES)}")
+        raise InputError(f"objective {objective!r}; allowed: {', '.join(OBJECTIVES)}")
     if objective == "flow":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=num_train_timesteps, shift=1.0)
     return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,

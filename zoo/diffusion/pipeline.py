@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zoo.errors import InputError, MissingFileError
 from zoo.utils import eval_mode, unwrapped
 
 SCHEDULERS = ("dpm++", "ddim", "euler", "ddpm", "flow-euler")
@@ -91,10 +92,10 @@ def check_scheduler(name, objective: str) -> str:
     """The name, if it samples a model of `objective` correctly; a ValueError listing the ones that do otherwise."""
     allowed = allowed_schedulers(objective)
     if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; allowed: {', '.join(SCHEDULERS)} "
+        raise InputError(f"unknown scheduler {name!r}; allowed: {', '.join(SCHEDULERS)} "
                          f"(for this {objective} model: {', '.join(allowed)})")
     if name not in allowed:
-        raise ValueError(f"scheduler {name!r} does not sample a model trained with objective {objective!r}; "
+        raise InputError(f"scheduler {name!r} does not sample a model trained with objective {objective!r}; "
                          f"allowed for it: {', '.join(allowed)}")
     return name
 
@@ -156,12 +157,12 @@ def as_prompts(prompt, what: str = "prompt") -> list[str]:
     """A str or a non-empty list of str -> list of str."""
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not isinstance(prompts, (list, tuple)):
-        raise ValueError(f"{what} must be a str or a list of str, got {type(prompt).__name__}")
+        raise InputError(f"{what} must be a str or a list of str, got {type(prompt).__name__}")
     if not prompts:
-        raise ValueError(f"{what} is an empty list; allowed: a str or a non-empty list of str")
+        raise InputError(f"{what} is an empty list; allowed: a str or a non-empty list of str")
     bad = [type(p).__name__ for p in prompts if not isinstance(p, str)]
     if bad:
-        raise ValueError(f"{what} must be a str or a list of str; the list holds {', '.join(sorted(set(bad)))}")
+        raise InputError(f"{what} must be a str or a list of str; the list holds {', '.join(sorted(set(bad)))}")
     return list(prompts)
 
 
@@ -173,11 +174,11 @@ def check_words(tokenizer, prompts: Sequence[str], what: str = "prompt") -> None
             special = {tokenizer.pad_id, tokenizer.unk_id}
             known = sorted(w for w, i in tokenizer.hf.get_vocab().items() if i not in special)
             unknown = ", ".join(dict.fromkeys(unknown))
-            raise ValueError(f"{what} {text!r} has word(s) this model does not know: {unknown}; it knows the "
+            raise InputError(f"{what} {text!r} has word(s) this model does not know: {unknown}; it knows the "
                              f"caption words: {' '.join(known)}")
         n = len(tokenizer.words(text))
         if n > tokenizer.max_length:
-            raise ValueError(f"{what} {text!r} has {n} words; this model takes at most {tokenizer.max_length}")
+            raise InputError(f"{what} {text!r} has {n} words; this model takes at most {tokenizer.max_length}")
 
 
 def negative_prompts(negative_prompt, n_prompts: int) -> list[str]:
@@ -188,14 +189,14 @@ def negative_prompts(negative_prompt, n_prompts: int) -> list[str]:
     if isinstance(negative_prompt, str):
         return negatives * n_prompts
     if len(negatives) != n_prompts:
-        raise ValueError(f"negative_prompt has {len(negatives)} entries for {n_prompts} prompt(s); allowed: a str, "
+        raise InputError(f"negative_prompt has {len(negatives)} entries for {n_prompts} prompt(s); allowed: a str, "
                          f"or a list of one negative prompt per prompt")
     return negatives
 
 
 def check_side(name: str, value, multiple: int) -> int:
     if not _is_int(value) or value < 1 or value % multiple:
-        raise ValueError(f"{name}={value!r}; allowed: a positive multiple of {multiple} (the VAE factor times the "
+        raise InputError(f"{name}={value!r}; allowed: a positive multiple of {multiple} (the VAE factor times the "
                          f"DiT patch size)")
     return value
 
@@ -205,20 +206,20 @@ def check_generator(generator, n: int):
         return generator
     if isinstance(generator, (list, tuple)) and all(isinstance(g, torch.Generator) for g in generator):
         if len(generator) != n:
-            raise ValueError(f"generator is a list of {len(generator)} generators for {n} images; allowed: one "
+            raise InputError(f"generator is a list of {len(generator)} generators for {n} images; allowed: one "
                              f"torch.Generator, or one per image (len(prompts) * num_images_per_prompt)")
         return list(generator)
-    raise ValueError(f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}")
+    raise InputError(f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}")
 
 
 def check_latents(latents, shape: tuple[int, ...]) -> torch.Tensor:
     if not isinstance(latents, torch.Tensor):
-        raise ValueError(f"latents must be a torch.Tensor of shape {shape}, got {type(latents).__name__}")
+        raise InputError(f"latents must be a torch.Tensor of shape {shape}, got {type(latents).__name__}")
     if tuple(latents.shape) != shape:
-        raise ValueError(f"latents have shape {tuple(latents.shape)}; allowed: {shape} (len(prompts) * "
+        raise InputError(f"latents have shape {tuple(latents.shape)}; allowed: {shape} (len(prompts) * "
                          f"num_images_per_prompt, latent channels, height / factor, width / factor)")
     if not latents.is_floating_point() or not bool(torch.isfinite(latents).all()):
-        raise ValueError("latents must be finite floating-point numbers (unit Gaussian noise); they hold NaN/inf "
+        raise InputError("latents must be finite floating-point numbers (unit Gaussian noise); they hold NaN/inf "
                          "or are not floats")
     return latents
 
@@ -235,14 +236,14 @@ class TextToImagePipeline:
         self.dit, self.vae = core, unwrapped(vae)
         self.tokenizer = tokenizer if tokenizer is not None else getattr(core, "tokenizer", None)
         if self.tokenizer is None:
-            raise ValueError("the DiT carries no caption tokenizer (a trained model directory holds tokenizer.json); "
+            raise InputError("the DiT carries no caption tokenizer (a trained model directory holds tokenizer.json); "
                              "pass tokenizer=CaptionTokenizer.load(...) or the one it was trained with")
         c = core.config
         if self.tokenizer.vocab_size > c.vocab_size:
-            raise ValueError(f"the tokenizer has {self.tokenizer.vocab_size} tokens but the DiT embeds "
+            raise InputError(f"the tokenizer has {self.tokenizer.vocab_size} tokens but the DiT embeds "
                              f"{c.vocab_size}: not the tokenizer it was trained with")
         if self.vae.config.latent_channels != c.latent_channels:
-            raise ValueError(f"the VAE has {self.vae.config.latent_channels} latent channels, the DiT "
+            raise InputError(f"the VAE has {self.vae.config.latent_channels} latent channels, the DiT "
                              f"{c.latent_channels}: not the VAE it was trained with")
         self.scheduler = check_scheduler(default_scheduler(c.objective) if scheduler is None else scheduler,
                                          c.objective)
@@ -256,13 +257,13 @@ class TextToImagePipeline:
 
         dit = load_pretrained(directory)
         if family_of_config(dit.config).name != "dit":
-            raise ValueError(f"{directory} holds a {type(dit).__name__} model, not a text-to-image DiT")
+            raise InputError(f"{directory} holds a {type(dit).__name__} model, not a text-to-image DiT")
         if getattr(dit, "vae_dir", None) is None:
-            raise FileNotFoundError(f"{Path(directory) / 'vae'} is missing: a trained DiT directory carries the VAE "
-                                    f"it was trained in (zoo train dit-... writes it)")
+            raise MissingFileError(f"{Path(directory) / 'vae'} is missing: a trained DiT directory carries the VAE "
+                                   f"it was trained in (zoo train dit-... writes it)")
         vae = load_pretrained(dit.vae_dir)
         if family_of_config(vae.config).name != "vae":
-            raise ValueError(f"{dit.vae_dir} holds a {type(vae).__name__} model, not a VAE")
+            raise InputError(f"{dit.vae_dir} holds a {type(vae).__name__} model, not a VAE")
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(dit.to(device).eval(), vae.to(device).eval(), scheduler=scheduler)
 
@@ -324,7 +325,7 @@ class TextToImagePipeline:
             prediction = self.predict(x, model_timestep(scheduler, i, t, T), text, guidance_scale)
             latents = scheduler.step(prediction, t, latents, **extra, return_dict=False)[0]
         if not bool(torch.isfinite(latents).all()):
-            raise ValueError(f"sampling diverged: the final latents hold NaN/inf ({type(scheduler).__name__}, "
+            raise InputError(f"sampling diverged: the final latents hold NaN/inf ({type(scheduler).__name__}, "
                              f"guidance {guidance_scale}); try another scheduler, more steps or less guidance")
         return latents
 
@@ -334,7 +335,7 @@ class TextToImagePipeline:
         dtype = next(self.vae.parameters()).dtype
         images = self.vae.decode(latents.to(next(self.vae.parameters()).device, dtype)).float()
         if not bool(torch.isfinite(images).all()):
-            raise ValueError("the VAE decoded the sampled latents to NaN/inf pixels; refusing to return a black image "
+            raise InputError("the VAE decoded the sampled latents to NaN/inf pixels; refusing to return a black image "
                              "(is the VAE's scaling factor the one it was trained with?)")
         array = to_unit_range(images).permute(0, 2, 3, 1).cpu().numpy()  # (N, H, W, 3) in [0, 1]
         if output_type == "np":
@@ -385,18 +386,18 @@ class TextToImagePipeline:
         check_words(self.tokenizer, negatives, "negative_prompt")
         if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) \
                 or not math.isfinite(guidance_scale):
-            raise ValueError(f"guidance_scale={guidance_scale!r}; allowed: a finite number (> 1 guides, <= 1 is the "
+            raise InputError(f"guidance_scale={guidance_scale!r}; allowed: a finite number (> 1 guides, <= 1 is the "
                              f"plain conditional model)")
         if negative_prompt is not None and guidance_scale <= 1:
-            raise ValueError(f"negative_prompt is used only by guidance, and guidance_scale={guidance_scale} <= 1 "
+            raise InputError(f"negative_prompt is used only by guidance, and guidance_scale={guidance_scale} <= 1 "
                              f"turns guidance off; allowed: guidance_scale > 1, or no negative_prompt")
         if not _is_int(num_inference_steps) or not 1 <= num_inference_steps <= c.num_train_timesteps:
-            raise ValueError(f"num_inference_steps={num_inference_steps!r}; allowed: an integer in "
+            raise InputError(f"num_inference_steps={num_inference_steps!r}; allowed: an integer in "
                              f"[1, {c.num_train_timesteps}]")
         if not _is_int(num_images_per_prompt) or num_images_per_prompt < 1:
-            raise ValueError(f"num_images_per_prompt={num_images_per_prompt!r}; allowed: an integer >= 1")
+            raise InputError(f"num_images_per_prompt={num_images_per_prompt!r}; allowed: an integer >= 1")
         if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type={output_type!r}; allowed: {', '.join(OUTPUT_TYPES)}")
+            raise InputError(f"output_type={output_type!r}; allowed: {', '.join(OUTPUT_TYPES)}")
         if output_type != "latent":
             self.vae.scale  # noqa: B018  (raises now, not after sampling, if the VAE has no scaling factor)
         name = check_scheduler(self.scheduler if scheduler is None else scheduler, c.objective)

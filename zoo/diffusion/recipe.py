@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 from zoo.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_pretrained
 from zoo.diffusion.data import CaptionTokenizer, DiffusionDataConfig, cache_key, load_split
 from zoo.diffusion.objectives import corrupt, mean_squared_error_per_sample, training_scheduler
+from zoo.errors import InputError, MissingFileError, TrainingError
 from zoo.registry import TrainingData
 from zoo.utils import eval_mode, model_device, sha256_file, unwrapped, written_atomically
 
@@ -72,18 +73,18 @@ def trained_model_dir(given: str, recipe_name: str, run_dir: Path | None, data_c
     if given:
         path = Path(given).expanduser()
         if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
-            raise FileNotFoundError(f"data.{what}={given!r} is not a trained model directory (no {CONFIG_FILE} "
-                                    f"and {WEIGHTS_FILE}); train one with `zoo train {recipe_name} --out DIR`")
+            raise MissingFileError(f"data.{what}={given!r} is not a trained model directory (no {CONFIG_FILE} "
+                                   f"and {WEIGHTS_FILE}); train one with `zoo train {recipe_name} --out DIR`")
         return path
     if run_dir is None:
-        raise ValueError(f"no {what} model: set data.{what}=DIR (a trained `zoo train {recipe_name}` directory)")
+        raise InputError(f"no {what} model: set data.{what}=DIR (a trained `zoo train {recipe_name}` directory)")
     path = Path(run_dir) / what
     if (path / WEIGHTS_FILE).is_file() and (path / CONFIG_FILE).is_file():
         return path
     import torch.distributed as dist
 
     if dist.is_initialized() and dist.get_world_size() > 1:
-        raise ValueError(f"a distributed run cannot train its {what} on the side: train it first with "
+        raise InputError(f"a distributed run cannot train its {what} on the side: train it first with "
                          f"`zoo train {recipe_name} --out DIR`, then pass --set data.{what}=DIR")
     # A process of its own, as a user would run it: no trainer state, random stream or process group is shared.
     command = [sys.executable, "-c", "import sys; from zoo.cli import main; sys.exit(main())",
@@ -92,7 +93,7 @@ def trained_model_dir(given: str, recipe_name: str, run_dir: Path | None, data_c
         command += ["--set", setting]
     print(f"no data.{what} given: training it first: zoo {' '.join(command[3:])}", flush=True)
     if subprocess.run(command).returncode != 0:
-        raise RuntimeError(f"training the {what} failed (zoo {' '.join(command[3:])}); see its output above")
+        raise TrainingError(f"training the {what} failed (zoo {' '.join(command[3:])}); see its output above")
     return path
 
 
@@ -144,7 +145,7 @@ class CaptionedLatents(Dataset):
 
     def __init__(self, latents: dict[str, torch.Tensor], tokens: torch.Tensor, mask: torch.Tensor):
         if len(latents["mean"]) != len(tokens):
-            raise ValueError(f"{len(latents['mean'])} latents but {len(tokens)} captions")
+            raise InputError(f"{len(latents['mean'])} latents but {len(tokens)} captions")
         self.mean, self.std, self.tokens, self.mask = latents["mean"], latents["std"], tokens, mask
 
     def __len__(self) -> int:
@@ -161,7 +162,7 @@ def prepare_data(config, data_config: DiTDataConfig, path=None, cache_dir=None, 
     the caption tokenizer; config completed with the latent shape and vocabulary. A trained `model` brings its
     own VAE (DIR/vae) and tokenizer."""
     if path is not None:
-        raise ValueError(f"the dit family trains on the built-in captioned scenes (zoo.diffusion.data); --data "
+        raise InputError(f"the dit family trains on the built-in captioned scenes (zoo.diffusion.data); --data "
                          f"{path} is not supported: drop --data and set data.* (e.g. --set data.n_train=5000)")
     if model is not None and getattr(model, "vae_dir", None) is not None:  # the VAE it was trained in (DIR/vae)
         vae_dir = Path(model.vae_dir)
@@ -175,7 +176,7 @@ def prepare_data(config, data_config: DiTDataConfig, path=None, cache_dir=None, 
     vae = load_pretrained(vae_dir)
     size, factor = data_config.image_size, vae.factor
     if size % factor or vae.config.image_size != size:
-        raise ValueError(f"data.image_size={size} does not match the VAE in {vae_dir} (trained at "
+        raise InputError(f"data.image_size={size} does not match the VAE in {vae_dir} (trained at "
                          f"{vae.config.image_size} px, factor {factor}); allowed: image_size={vae.config.image_size}")
     tokenizer = getattr(model, "tokenizer", None) or CaptionTokenizer.build()
     splits = {}
@@ -235,7 +236,7 @@ def denoising_loss(model, batch: dict, generator: torch.Generator | None = None)
     device = model_device(model)
     mean, std = batch["mean"].to(device).float(), batch["std"].to(device).float()
     if mean.dim() != 4 or std.shape != mean.shape or len(batch["tokens"]) != len(mean):
-        raise ValueError(f"DiT expects a batch of latent means and standard deviations of shape (B, C, h, w) and "
+        raise InputError(f"DiT expects a batch of latent means and standard deviations of shape (B, C, h, w) and "
                          f"B captions, got mean {tuple(mean.shape)}, std {tuple(std.shape)}, tokens "
                          f"{tuple(batch['tokens'].shape)}")
 
@@ -282,7 +283,7 @@ def evaluate(model, data, data_config=None, out_dir=None, quick: bool = False) -
     dataset = data.val if isinstance(data, TrainingData) else data
     n = min(len(dataset), QUICK_EVAL_LATENTS) if quick else len(dataset)
     if n == 0:
-        raise ValueError("evaluate needs at least one validation latent; the dataset is empty")
+        raise InputError("evaluate needs at least one validation latent; the dataset is empty")
     metrics = {"val_loss": validation_loss(model, dataset, n)}
     if not quick and isinstance(data, TrainingData) and "judge" in data.frozen:
         from zoo.diffusion.evaluation import evaluate_generation

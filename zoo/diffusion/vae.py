@@ -59,6 +59,7 @@ from torch.utils.data import Dataset
 
 from zoo.checkpoint import PretrainedMixin
 from zoo.diffusion.data import DiffusionDataConfig, DiffusionScenes, load_split
+from zoo.errors import InputError
 from zoo.registry import Family, TrainingData, register_family, register_model
 from zoo.utils import eval_mode, model_device, unwrapped
 
@@ -88,7 +89,7 @@ class VAEConfig:
 
     def __post_init__(self):
         def fail(name: str, allowed: str):
-            raise ValueError(f"VAEConfig.{name}={getattr(self, name)!r}; allowed: {allowed}")
+            raise InputError(f"VAEConfig.{name}={getattr(self, name)!r}; allowed: {allowed}")
 
         def is_int(value) -> bool:
             return isinstance(value, int) and not isinstance(value, bool)
@@ -103,7 +104,7 @@ class VAEConfig:
         if not self.block_out_channels or not all(is_int(c) and c >= 1 for c in self.block_out_channels):
             fail("block_out_channels", "a non-empty tuple of integers >= 1, e.g. (32, 64, 64)")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
-            raise ValueError(f"VAEConfig.block_out_channels={self.block_out_channels} are not all divisible by "
+            raise InputError(f"VAEConfig.block_out_channels={self.block_out_channels} are not all divisible by "
                              f"norm_num_groups={self.norm_num_groups} (GroupNorm); allowed: channel counts that are "
                              f"multiples of norm_num_groups")
         if self.image_size % self.factor:
@@ -157,7 +158,7 @@ class VAE(nn.Module, PretrainedMixin):
     def scale(self) -> float:
         """The measured scaling factor; a ValueError while there is none."""
         if self.config.scaling_factor is None:
-            raise ValueError("VAEConfig.scaling_factor is not measured yet, so latents cannot be scaled to unit "
+            raise InputError("VAEConfig.scaling_factor is not measured yet, so latents cannot be scaled to unit "
                              "variance: train the VAE (zoo train vae-shapes measures it at export) or call "
                              "zoo.diffusion.vae.measure_scaling_factor(vae, training_images) and "
                              "vae.set_scaling_factor(...)")
@@ -171,7 +172,7 @@ class VAE(nn.Module, PretrainedMixin):
     def _check_images(self, images: torch.Tensor) -> None:
         c, f = self.config, self.factor
         if images.dim() != 4 or images.shape[1] != c.in_channels or images.shape[2] % f or images.shape[3] % f:
-            raise ValueError(f"VAE expects images of shape (B, {c.in_channels}, H, W) with H and W multiples of "
+            raise InputError(f"VAE expects images of shape (B, {c.in_channels}, H, W) with H and W multiples of "
                              f"{f}, got {tuple(images.shape)}")
 
     def encode(self, images: torch.Tensor):
@@ -199,7 +200,7 @@ class VAE(nn.Module, PretrainedMixin):
         """Scaled latents (B, latent_channels, h, w) -> images (B, C, h*f, w*f), about [-1, 1] (not clamped)."""
         scale = self.scale
         if latents.dim() != 4 or latents.shape[1] != self.config.latent_channels:
-            raise ValueError(f"VAE expects latents of shape (B, {self.config.latent_channels}, h, w), "
+            raise InputError(f"VAE expects latents of shape (B, {self.config.latent_channels}, h, w), "
                              f"got {tuple(latents.shape)}")
         return self.autoencoder.decode(latents / scale).sample
 
@@ -239,11 +240,11 @@ def prepare_data(config: VAEConfig, data_config: DiffusionDataConfig, path=None,
     """The train and val splits of the captioned scenes (rendered once, cached in cache_dir), images only;
     config.image_size is set to the data's. A trained `model` needs nothing from the data (no tokenizer)."""
     if path is not None:
-        raise ValueError(f"the vae family trains on the built-in captioned scenes (zoo.diffusion.data); --data "
+        raise InputError(f"the vae family trains on the built-in captioned scenes (zoo.diffusion.data); --data "
                          f"{path} is not supported: drop --data and set data.* (e.g. --set data.n_train=5000)")
     size = data_config.image_size
     if size % config.factor:
-        raise ValueError(f"data.image_size={size} is not a multiple of the VAE's downsampling factor "
+        raise InputError(f"data.image_size={size} is not a multiple of the VAE's downsampling factor "
                          f"{config.factor} (block_out_channels={config.block_out_channels}); allowed: multiples "
                          f"of {config.factor}")
     train, val = (load_split(data_config, split, cache_dir) for split in ("train", "val"))
@@ -272,7 +273,7 @@ def kl_per_image(posterior) -> torch.Tensor:
 def reconstruction_error(reconstruction: torch.Tensor, images: torch.Tensor, kind: str = "l1") -> torch.Tensor:
     """Mean absolute (l1) or squared (mse) error per pixel value, in float32: a scalar."""
     if kind not in RECONSTRUCTIONS:
-        raise ValueError(f"reconstruction={kind!r}; allowed: {' | '.join(RECONSTRUCTIONS)}")
+        raise InputError(f"reconstruction={kind!r}; allowed: {' | '.join(RECONSTRUCTIONS)}")
     error = reconstruction.float() - images.float()
     return error.abs().mean() if kind == "l1" else error.square().mean()
 
@@ -312,7 +313,7 @@ def measure_scaling_factor(vae: VAE, images: torch.Tensor, batch_size: int = EVA
     every element of posterior samples z ~ q(z|x) (seeded), unbiased, mean not removed from the data, as LDM's
     scale_by_std (`1. / z.flatten().std()`). Multiplying the latents by it gives them unit variance."""
     if len(images) == 0:
-        raise ValueError("measure_scaling_factor needs at least one image")
+        raise InputError("measure_scaling_factor needs at least one image")
     device = model_device(vae)
     generator = torch.Generator(device).manual_seed(seed)
     total = squares = torch.zeros((), dtype=torch.float64, device=device)
@@ -324,7 +325,7 @@ def measure_scaling_factor(vae: VAE, images: torch.Tensor, batch_size: int = EVA
             total, squares, count = total + z.sum(), squares + z.square().sum(), count + z.numel()
     variance = (squares - total * total / count) / max(count - 1, 1)
     if not variance > 0:
-        raise ValueError("the latents have zero variance: no scaling factor makes them unit variance")
+        raise InputError("the latents have zero variance: no scaling factor makes them unit variance")
     return float(variance.rsqrt())
 
 
@@ -354,7 +355,7 @@ def evaluate(model: VAE, data, data_config: DiffusionDataConfig | None = None, o
     dataset = data.val if isinstance(data, TrainingData) else data
     n = min(len(dataset), QUICK_EVAL_IMAGES) if quick else len(dataset)
     if n == 0:
-        raise ValueError("evaluate needs at least one validation image; the dataset is empty")
+        raise InputError("evaluate needs at least one validation image; the dataset is empty")
     config, device = model.config, model_device(model)
     sums = {"psnr": 0.0, "rec": 0.0, "kl": 0.0, "val_loss": 0.0}
     grid = None

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.errors import InputError
 from zoo.nn.rope import apply_rotary
 
 
@@ -33,7 +34,7 @@ class KVCache:
     def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         end = start + k.shape[2]
         if end > self.k.shape[2]:
-            raise ValueError(f"KV cache overflow: {end} positions needed, cache holds {self.k.shape[2]}")
+            raise InputError(f"KV cache overflow: {end} positions needed, cache holds {self.k.shape[2]}")
         self.k[:, :, start:end] = k
         self.v[:, :, start:end] = v
         return self.k[:, :, :end], self.v[:, :, :end]
@@ -46,7 +47,7 @@ class Attention(nn.Module):
                  dropout: float = 0.0, cross: bool = False, context_dim: int | None = None):
         super().__init__()
         if n_heads % n_kv_heads:
-            raise ValueError(f"n_heads={n_heads} must be a multiple of n_kv_heads={n_kv_heads}")
+            raise InputError(f"n_heads={n_heads} must be a multiple of n_kv_heads={n_kv_heads}")
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.cross = cross
         self.dropout = dropout

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.errors import InputError
+
 MLPS = ("geglu", "swiglu", "gelu")
 
 
@@ -28,7 +30,7 @@ class GatedMLP(nn.Module):
         elif activation == "silu":
             self.act = F.silu
         else:
-            raise ValueError(f"unknown gate activation {activation!r}; allowed: gelu, silu")
+            raise InputError(f"unknown gate activation {activation!r}; allowed: gelu, silu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)
@@ -55,4 +57,4 @@ def make_mlp(kind: str, dim: int, hidden_dim: int, bias: bool, gelu_approximate:
         return GatedMLP(dim, hidden_dim, "silu", bias)
     if kind == "gelu":
         return GeluMLP(dim, hidden_dim, bias, gelu_approximate)
-    raise ValueError(f"unknown mlp {kind!r}; allowed: {', '.join(MLPS)}")
+    raise InputError(f"unknown mlp {kind!r}; allowed: {', '.join(MLPS)}")

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.errors import InputError
+
 NORMS = ("rmsnorm", "layernorm")
 
 
@@ -39,4 +41,4 @@ def make_norm(kind: str, dim: int, eps: float, bias: bool = False, affine: bool 
         return RMSNorm(dim, eps, affine)
     if kind == "layernorm":
         return LayerNorm(dim, eps, affine, bias)
-    raise ValueError(f"unknown norm {kind!r}; allowed: {', '.join(NORMS)}")
+    raise InputError(f"unknown norm {kind!r}; allowed: {', '.join(NORMS)}")

@@ -17,6 +17,8 @@ of the rotation pairs the patch's row and the other half its column, so the scor
 import torch
 from torch import nn
 
+from zoo.errors import InputError
+
 POSITIONS = ("rope", "rope2d", "none")
 
 
@@ -26,7 +28,7 @@ class RotaryEmbedding(nn.Module):
     def __init__(self, head_dim: int, theta: float = 10000.0, axes: int = 1):
         super().__init__()
         if head_dim % (2 * axes):
-            raise ValueError(f"head_dim={head_dim} must be divisible by {2 * axes} for {axes}-D RoPE")
+            raise InputError(f"head_dim={head_dim} must be divisible by {2 * axes} for {axes}-D RoPE")
         self.axes = axes
         pairs_per_axis = head_dim // (2 * axes)
         exponent = torch.arange(pairs_per_axis, dtype=torch.float32) / pairs_per_axis
@@ -39,7 +41,7 @@ class RotaryEmbedding(nn.Module):
             angles = positions.float()[..., None] * self.inv_freq  # (..., T, d/2)
         else:
             if positions.shape[-1] != 2:
-                raise ValueError(f"2-D RoPE needs positions of shape (..., T, 2), got {tuple(positions.shape)}")
+                raise InputError(f"2-D RoPE needs positions of shape (..., T, 2), got {tuple(positions.shape)}")
             angles = torch.cat([positions[..., 0:1].float() * self.inv_freq,
                                 positions[..., 1:2].float() * self.inv_freq], dim=-1)  # (..., T, d/2)
         return angles.cos(), angles.sin()  # (..., T, d/2): pair i and i + d/2 share an angle

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from zoo.errors import InputError
 from zoo.nn.attention import Attention, KVCache
 from zoo.nn.mlp import MLPS, make_mlp
 from zoo.nn.norm import NORMS, make_norm
@@ -52,19 +53,19 @@ class TransformerConfig:
         for name, value, allowed in (("mlp", self.mlp, MLPS), ("norm", self.norm, NORMS),
                                      ("positions", self.positions, POSITIONS)):
             if value not in allowed:
-                raise ValueError(f"TransformerConfig.{name}={value!r}; allowed: {', '.join(allowed)}")
+                raise InputError(f"TransformerConfig.{name}={value!r}; allowed: {', '.join(allowed)}")
         for name in ("dim", "n_layers", "n_heads", "max_seq_len"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TransformerConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"TransformerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.head_dim is None and self.dim % self.n_heads:
-            raise ValueError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}; set head_dim")
+            raise InputError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}; set head_dim")
         if self.n_heads % self.kv_heads:
-            raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
+            raise InputError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
         if self.hidden_dim is not None and self.hidden_dim < 1 or self.mlp_ratio is not None and self.mlp_ratio <= 0:
-            raise ValueError(f"TransformerConfig.hidden_dim must be None or >= 1 and mlp_ratio None or > 0, got "
+            raise InputError(f"TransformerConfig.hidden_dim must be None or >= 1 and mlp_ratio None or > 0, got "
                              f"hidden_dim={self.hidden_dim}, mlp_ratio={self.mlp_ratio}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def kv_heads(self) -> int:
@@ -217,15 +218,15 @@ class Transformer(nn.Module):
         c = self.config
         start = cache.length if cache is not None else 0
         if start + T > (cache.max_len if cache is not None else c.max_seq_len):
-            raise ValueError(f"sequence of {start + T} positions exceeds the limit of "
+            raise InputError(f"sequence of {start + T} positions exceeds the limit of "
                              f"{cache.max_len if cache is not None else c.max_seq_len} (max_seq_len)")
         if c.cross_attention and context is None and not (cache is not None and cache.layers[0].cross_kv):
-            raise ValueError("this Transformer has cross-attention: pass context=(B, S, context_dim)")
+            raise InputError("this Transformer has cross-attention: pass context=(B, S, context_dim)")
         if c.adaln and cond is None:
-            raise ValueError("this Transformer uses adaLN conditioning: pass cond=(B, cond_dim)")
+            raise InputError("this Transformer uses adaLN conditioning: pass cond=(B, cond_dim)")
 
         if mask is not None and mask.shape != (B, T):
-            raise ValueError(f"mask must have shape (B, T) = {(B, T)}, got {tuple(mask.shape)}")
+            raise InputError(f"mask must have shape (B, T) = {(B, T)}, got {tuple(mask.shape)}")
         valid = mask if mask is not None else None
         if cache is not None:
             if mask is not None:
@@ -237,7 +238,7 @@ class Transformer(nn.Module):
         if self.rope is not None:
             if positions is None:
                 if c.positions == "rope2d":
-                    raise ValueError("rope2d needs explicit positions of shape (T, 2); see zoo.nn.grid_positions")
+                    raise InputError("rope2d needs explicit positions of shape (T, 2); see zoo.nn.grid_positions")
                 positions = self._default_positions(B, T, start, mask, cache, x.device)
             rope = self.rope(positions)
 

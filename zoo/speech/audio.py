@@ -24,6 +24,8 @@ import soundfile
 import torch
 import torchaudio.functional as AF
 
+from zoo.errors import InputError, InputTypeError, MissingFileError
+
 SAMPLE_RATE = 16000  # Hz, the one rate the model sees
 N_FFT = 400  # 25 ms analysis window at 16 kHz
 HOP_LENGTH = 160  # 10 ms stride at 16 kHz
@@ -72,14 +74,14 @@ def load_audio(source, sample_rate: int | None = None) -> torch.Tensor:
     elif isinstance(source, (np.ndarray, torch.Tensor)):
         samples, rate, name = _from_array(source, sample_rate), _check_rate(sample_rate, "the array"), "array"
     else:
-        raise TypeError(f"load_audio takes a file path (str or Path), a numpy array or a torch tensor, "
-                        f"got {type(source).__name__}")
+        raise InputTypeError(f"load_audio takes a file path (str or Path), a numpy array or a torch tensor, "
+                             f"got {type(source).__name__}")
     if samples.shape[1] == 0:
-        raise ValueError(f"{name} holds no audio samples (0 frames); nothing to transcribe")
+        raise InputError(f"{name} holds no audio samples (0 frames); nothing to transcribe")
     bad = ~np.isfinite(samples)
     if bad.any():
         first = int(np.argmax(bad.any(axis=0)))
-        raise ValueError(f"{name} has {int(bad.sum())} NaN or infinite samples, the first at sample {first} "
+        raise InputError(f"{name} has {int(bad.sum())} NaN or infinite samples, the first at sample {first} "
                          f"({first / rate:.3f} s); all samples must be finite")
     audio = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=0, dtype=np.float64), dtype=np.float32))
     if rate != SAMPLE_RATE:
@@ -89,23 +91,23 @@ def load_audio(source, sample_rate: int | None = None) -> torch.Tensor:
 
 def _read_file(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int, str]:
     if not path.exists():
-        raise FileNotFoundError(f"audio file {path} does not exist")
+        raise MissingFileError(f"audio file {path} does not exist")
     if not path.is_file():
-        raise ValueError(f"audio path {path} is not a file")
+        raise InputError(f"audio path {path} is not a file")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, TypeError) as error:  # LibsndfileError: unknown format, bad header; TypeError: RAW
-        raise ValueError(f"{path} is not a readable audio file ({error}); formats libsndfile reads: "
+        raise InputError(f"{path} is not a readable audio file ({error}); formats libsndfile reads: "
                          f"{', '.join(sorted(soundfile.available_formats()))}") from None
     if sample_rate is not None and sample_rate != rate:
-        raise ValueError(f"{path} is sampled at {rate} Hz but sample_rate={sample_rate} was given; leave "
+        raise InputError(f"{path} is sampled at {rate} Hz but sample_rate={sample_rate} was given; leave "
                          f"sample_rate out for files (their header says it)")
     return data.T, rate, str(path)  # (channels, samples)
 
 
 def _from_array(source, sample_rate) -> np.ndarray:
     if sample_rate is None:
-        raise ValueError("an array needs its sample_rate (e.g. load_audio(samples, sample_rate=44100)); only "
+        raise InputError("an array needs its sample_rate (e.g. load_audio(samples, sample_rate=44100)); only "
                          "files carry their own rate")
     array = source.detach().cpu().numpy() if isinstance(source, torch.Tensor) else np.asarray(source)
     if array.size == 0:
@@ -114,26 +116,26 @@ def _from_array(source, sample_rate) -> np.ndarray:
         array = array[None, :]
     elif array.ndim == 2:
         if array.shape[0] == array.shape[1]:
-            raise ValueError(f"cannot tell channels from samples in a square {tuple(array.shape)} array; pass "
+            raise InputError(f"cannot tell channels from samples in a square {tuple(array.shape)} array; pass "
                              f"(channels, samples) with fewer channels than samples")
         if array.shape[0] > array.shape[1]:
             array = array.T  # soundfile's (samples, channels)
     else:
-        raise ValueError(f"audio array must be 1-D (samples,) or 2-D (channels, samples), got shape "
+        raise InputError(f"audio array must be 1-D (samples,) or 2-D (channels, samples), got shape "
                          f"{tuple(array.shape)}")
     if array.dtype in INT_SCALES:
         return array.astype(np.float64) / INT_SCALES[array.dtype]
     if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"audio array dtype {array.dtype} is not supported; allowed: float arrays in [-1, 1] "
+        raise InputError(f"audio array dtype {array.dtype} is not supported; allowed: float arrays in [-1, 1] "
                          f"or int16/int32 PCM")
     return array
 
 
 def _check_rate(sample_rate, what: str) -> int:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
-        raise ValueError(f"sample_rate of {what} must be a positive whole number of Hz, got {sample_rate!r}")
+        raise InputError(f"sample_rate of {what} must be a positive whole number of Hz, got {sample_rate!r}")
     if not (math.isfinite(sample_rate) and sample_rate > 0 and float(sample_rate).is_integer()):
-        raise ValueError(f"sample_rate of {what} must be a positive whole number of Hz, got {sample_rate!r}")
+        raise InputError(f"sample_rate of {what} must be a positive whole number of Hz, got {sample_rate!r}")
     return int(sample_rate)
 
 
@@ -167,15 +169,15 @@ def log_mel_spectrogram(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tens
     Computed in float32 (float64 input stays float64, for references; half precisions are upcast).
     """
     if not isinstance(audio, torch.Tensor):
-        raise TypeError(f"log_mel_spectrogram takes a torch tensor, got {type(audio).__name__}; use "
-                        f"load_audio for files and arrays")
+        raise InputTypeError(f"log_mel_spectrogram takes a torch tensor, got {type(audio).__name__}; use "
+                             f"load_audio for files and arrays")
     if audio.ndim not in (1, 2):
-        raise ValueError(f"audio must be (samples,) or (batch, samples), got shape {tuple(audio.shape)}")
+        raise InputError(f"audio must be (samples,) or (batch, samples), got shape {tuple(audio.shape)}")
     if audio.shape[-1] <= N_FFT // 2:  # reflect padding needs more samples than the pad
-        raise ValueError(f"audio of {audio.shape[-1]} samples is too short for a log-mel spectrogram; it needs "
+        raise InputError(f"audio of {audio.shape[-1]} samples is too short for a log-mel spectrogram; it needs "
                          f"more than {N_FFT // 2} samples ({(N_FFT // 2) / SAMPLE_RATE * 1000:.1f} ms at 16 kHz)")
     if not torch.is_floating_point(audio):
-        raise ValueError(f"audio must be a floating-point waveform, got dtype {audio.dtype}")
+        raise InputError(f"audio must be a floating-point waveform, got dtype {audio.dtype}")
     if audio.dtype != torch.float64:
         audio = audio.float()
     stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=hann_window(audio.device, audio.dtype), return_complex=True)
@@ -195,7 +197,7 @@ def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):
     """Zero-pad or cut `array` (tensor or numpy array) along `axis` to exactly `length`, as whisper does for
     its fixed 30 s encoder input (N_SAMPLES samples, or N_FRAMES mel frames)."""
     if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
+        raise InputError(f"length must be >= 0, got {length}")
     size = array.shape[axis]
     if isinstance(array, torch.Tensor):
         if size > length:
@@ -218,11 +220,11 @@ def split_windows(audio: torch.Tensor, window_seconds: float = float(CHUNK_LENGT
     (start_seconds, chunk) pairs; chunks are views. A 75 s signal gives windows at 0, 30 and 60 s of 30, 30
     and 15 s. Windows are at most 30 s (the encoder's context) and a whole number of 10 ms mel frames."""
     if not isinstance(audio, torch.Tensor) or audio.ndim != 1:
-        raise ValueError(f"split_windows takes a 1-D waveform tensor at {SAMPLE_RATE} Hz, got "
+        raise InputError(f"split_windows takes a 1-D waveform tensor at {SAMPLE_RATE} Hz, got "
                          f"{getattr(audio, 'shape', type(audio).__name__)}")
     frames = window_seconds * FRAMES_PER_SECOND
     if not (0 < window_seconds <= CHUNK_LENGTH) or abs(frames - round(frames)) > 1e-6:
-        raise ValueError(f"window_seconds must be in (0, {CHUNK_LENGTH}] and a multiple of "
+        raise InputError(f"window_seconds must be in (0, {CHUNK_LENGTH}] and a multiple of "
                          f"{1 / FRAMES_PER_SECOND} s (one mel frame), got {window_seconds}")
     step = round(frames) * HOP_LENGTH
     return [(start / SAMPLE_RATE, audio[start:start + step]) for start in range(0, audio.shape[0], step)]

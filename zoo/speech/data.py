@@ -41,6 +41,7 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
+from zoo.errors import InputError
 from zoo.speech.audio import SAMPLE_RATE
 from zoo.speech.grammar import LANGUAGES, SPLITS, SentenceGenerator, check_language, check_split
 from zoo.utils import written_atomically
@@ -78,7 +79,7 @@ class VoiceParams:
     def voice_name(self, language: str) -> str:
         if self.variant not in VARIANTS:
             allowed = ", ".join(v or "'' (default)" for v in VARIANTS)
-            raise ValueError(f"unknown voice variant {self.variant!r}; allowed: {allowed}")
+            raise InputError(f"unknown voice variant {self.variant!r}; allowed: {allowed}")
         base = ESPEAK_VOICES[check_language(language)]
         return f"{base}+{self.variant}" if self.variant else base
 
@@ -109,12 +110,12 @@ class SpeechCorpusConfig:
         for lang in self.languages:
             check_language(lang)
         if not self.languages:
-            raise ValueError(f"languages is empty; allowed: {', '.join(LANGUAGES)}")
+            raise InputError(f"languages is empty; allowed: {', '.join(LANGUAGES)}")
         bad = [k for k in self.noise_kinds if k not in NOISE_KINDS]
         if bad:
-            raise ValueError(f"unknown noise kinds {bad}; allowed: {', '.join(NOISE_KINDS)}")
+            raise InputError(f"unknown noise kinds {bad}; allowed: {', '.join(NOISE_KINDS)}")
         if not 0.0 <= self.no_speech_share <= 1.0 or not 0.0 <= self.reverb_share <= 1.0:
-            raise ValueError("no_speech_share and reverb_share are probabilities in [0, 1]")
+            raise InputError("no_speech_share and reverb_share are probabilities in [0, 1]")
         object.__setattr__(self, "languages", tuple(self.languages))
         object.__setattr__(self, "snr_db", tuple(self.snr_db))
 
@@ -159,7 +160,7 @@ class Espeak:
         ctypes.CDLL(None).srand(SYNTH_RAND_SEED)
         self.lib.espeak_ng_SetRandSeed(ctypes.c_long(SYNTH_RAND_SEED))
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise ValueError(f"eSpeak has no voice {voice!r}")
+            raise InputError(f"eSpeak has no voice {voice!r}")
         for param, value in ((ESPEAK_RATE, params.rate), (ESPEAK_VOLUME, params.volume),
                              (ESPEAK_PITCH, params.pitch), (ESPEAK_RANGE, params.pitch_range)):
             self.lib.espeak_SetParameter(param, int(value), 0)
@@ -190,7 +191,7 @@ class Espeak:
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         if code == 2:
-            raise ValueError(f"eSpeak has no voice {voice!r}")
+            raise InputError(f"eSpeak has no voice {voice!r}")
         if code != 0:
             raise RuntimeError(f"eSpeak child failed (exit {code}) speaking {text!r} with voice {voice!r}")
         return np.frombuffer(data, dtype=np.int16)
@@ -243,7 +244,7 @@ def add_noise(x: np.ndarray, snr_db: float, kind: str, rng: np.random.Generator,
     """x plus stationary `kind` noise at `snr_db`: the speech power is measured over `speech` (the spoken
     part, not the padding) and the noise power over the whole clip."""
     if kind not in NOISE_KINDS:
-        raise ValueError(f"unknown noise kind {kind!r}; allowed: {', '.join(NOISE_KINDS)}")
+        raise InputError(f"unknown noise kind {kind!r}; allowed: {', '.join(NOISE_KINDS)}")
     noise = (white_noise if kind == "white" else pink_noise)(x.size, rng)
     signal_power = np.mean(x[speech if speech is not None else slice(None)].astype(np.float64) ** 2)
     noise *= math.sqrt(signal_power / 10.0 ** (snr_db / 10.0) / np.mean(noise ** 2))
@@ -323,7 +324,7 @@ def no_speech(kind: str, seconds: float, rng: np.random.Generator) -> np.ndarray
                 tone = sum(0.6 ** (h - 1) * np.sin(2 * np.pi * h * f * seg_t) for h in (1, 2, 3))
                 x[start:stop] += tone * decay * _envelope(stop - start, rng.uniform(0.005, 0.05), 0.03)
         return _rms_to(x, rng.uniform(-30.0, -12.0))
-    raise ValueError(f"unknown no-speech kind {kind!r}; allowed: {', '.join(NO_SPEECH_KINDS)}")
+    raise InputError(f"unknown no-speech kind {kind!r}; allowed: {', '.join(NO_SPEECH_KINDS)}")
 
 
 # -----------------------------------------------------------------------------

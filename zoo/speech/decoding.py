@@ -39,6 +39,7 @@ from typing import Protocol
 import torch
 
 from zoo import decoding as core
+from zoo.errors import InputError
 from zoo.speech.audio import MEL_PAD, SECONDS_PER_TOKEN
 from zoo.speech.tokenizer import LANGUAGES, TASKS
 from zoo.utils import eval_mode
@@ -117,7 +118,7 @@ class DecodingOptions:
 
     def __post_init__(self):
         def fail(name, allowed):
-            raise ValueError(f"DecodingOptions.{name}={getattr(self, name)!r} is not allowed; {name} must be {allowed}")
+            raise InputError(f"DecodingOptions.{name}={getattr(self, name)!r} is not allowed; {name} must be {allowed}")
 
         def is_int(value):
             return isinstance(value, int) and not isinstance(value, bool)
@@ -154,19 +155,19 @@ class DecodingOptions:
 
         # the combinations whisper refuses (DecodingTask._verify_options), and beam search needs temperature 0
         if self.beam_size is not None and self.best_of is not None:
-            raise ValueError(f"DecodingOptions.beam_size={self.beam_size} and best_of={self.best_of} cannot be given "
+            raise InputError(f"DecodingOptions.beam_size={self.beam_size} and best_of={self.best_of} cannot be given "
                              f"together: best_of samples (temperature > 0), beam_size searches (temperature 0)")
         if self.temperature == 0 and self.best_of is not None:
-            raise ValueError(f"DecodingOptions.best_of={self.best_of} needs temperature > 0: at temperature 0 every "
+            raise InputError(f"DecodingOptions.best_of={self.best_of} needs temperature > 0: at temperature 0 every "
                              f"sample is the same greedy sequence; use beam_size, or a temperature above 0")
         if self.beam_size is not None and self.temperature != 0:
-            raise ValueError(f"DecodingOptions.beam_size={self.beam_size} needs temperature=0, got temperature="
+            raise InputError(f"DecodingOptions.beam_size={self.beam_size} needs temperature=0, got temperature="
                              f"{self.temperature!r}: beam search does not sample (use best_of to sample several)")
         if self.patience is not None and self.beam_size is None:
-            raise ValueError(f"DecodingOptions.patience={self.patience!r} needs beam_size: patience only affects "
+            raise InputError(f"DecodingOptions.patience={self.patience!r} needs beam_size: patience only affects "
                              f"beam search")
         if self.beam_size is not None and round(self.beam_size * (self.patience or 1.0)) < 1:
-            raise ValueError(f"DecodingOptions.patience={self.patience!r} with beam_size={self.beam_size} waits for "
+            raise InputError(f"DecodingOptions.patience={self.patience!r} with beam_size={self.beam_size} waits for "
                              f"round(beam_size * patience) = 0 finished candidates; patience must be above "
                              f"{0.5 / self.beam_size:g}")
 
@@ -178,7 +179,7 @@ def _text_or_ids(options: DecodingOptions, name: str):
     if isinstance(value, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
                                                 for t in value):
         return tuple(value)
-    raise ValueError(f"DecodingOptions.{name}={value!r} is not allowed; {name} must be None, a str or a sequence "
+    raise InputError(f"DecodingOptions.{name}={value!r} is not allowed; {name} must be None, a str or a sequence "
                      f"of token ids (integers >= 0)")
 
 
@@ -192,7 +193,7 @@ def _suppress_list(options: DecodingOptions) -> tuple[int, ...]:
     except (TypeError, ValueError):
         valid = False
     if not valid:
-        raise ValueError(f"DecodingOptions.suppress_tokens={value!r} is not allowed; suppress_tokens must be token "
+        raise InputError(f"DecodingOptions.suppress_tokens={value!r} is not allowed; suppress_tokens must be token "
                          f"ids (integers >= 0, -1 = the tokenizer's non-speech tokens), as a sequence or a "
                          f"comma-separated string such as '-1' or '-1,220', or None")
     return tuple(ids)
@@ -242,14 +243,14 @@ def pad_mels(mels: torch.Tensor | Sequence[torch.Tensor], mel_mask: torch.Tensor
         if mels.dim() == 2:
             return mels[None], (mel_mask[None] if mel_mask is not None else None), True
         if mels.dim() != 3:
-            raise ValueError(f"mel must be (n_mels, T) or (B, n_mels, T), or a list of (n_mels, T), "
+            raise InputError(f"mel must be (n_mels, T) or (B, n_mels, T), or a list of (n_mels, T), "
                              f"got shape {tuple(mels.shape)}")
         return mels, mel_mask, False
     if mel_mask is not None:
-        raise ValueError("mel_mask goes with a (B, n_mels, T) tensor; a list of mels is padded and masked here")
+        raise InputError("mel_mask goes with a (B, n_mels, T) tensor; a list of mels is padded and masked here")
     mels = list(mels)
     if not mels or any(not isinstance(m, torch.Tensor) or m.dim() != 2 for m in mels):
-        raise ValueError("mel must be a non-empty list of (n_mels, T) tensors")
+        raise InputError("mel must be a non-empty list of (n_mels, T) tensors")
     T = max(m.shape[1] for m in mels)
     batch = mels[0].new_full((len(mels), mels[0].shape[0], T), MEL_PAD)
     mask = torch.zeros(len(mels), T, dtype=torch.bool, device=mels[0].device)
@@ -409,7 +410,7 @@ def suppressed_ids(tokenizer, vocab_size: int, options: DecodingOptions) -> list
     ids.update(range(tokenizer.vocab_size, vocab_size))
     bad = [t for t in ids if not 0 <= t < vocab_size]
     if bad:
-        raise ValueError(f"DecodingOptions.suppress_tokens holds token id {max(bad)}, but the model's vocabulary "
+        raise InputError(f"DecodingOptions.suppress_tokens holds token id {max(bad)}, but the model's vocabulary "
                          f"has {vocab_size} tokens (allowed ids: 0..{vocab_size - 1})")
     return sorted(ids)
 
@@ -431,10 +432,10 @@ class DecodingTask:
         self.model, self.options = model, options
         self.tokenizer = tokenizer = model.tokenizer
         if tokenizer is None:
-            raise ValueError("this model has no tokenizer (model.tokenizer is None): load a trained model "
+            raise InputError("this model has no tokenizer (model.tokenizer is None): load a trained model "
                              "(zoo.load(DIR)) or attach a zoo.speech.tokenizer.WhisperTokenizer")
         if options.language is not None and options.language not in tokenizer.languages:
-            raise ValueError(f"DecodingOptions.language={options.language!r} is not one of this model's languages; "
+            raise InputError(f"DecodingOptions.language={options.language!r} is not one of this model's languages; "
                              f"allowed: {', '.join(tokenizer.languages)} (or None to detect it)")
         n_ctx = model.max_seq_len
         self.sample_len = options.sample_len or n_ctx // 2
@@ -445,7 +446,7 @@ class DecodingTask:
         # the prompt gets what the sot sequence, the prefix and sample_len leave (at most whisper's n_ctx // 2 - 1)
         self.prompt_room = min(n_ctx // 2 - 1, n_ctx - self.sample_len - sot_length - len(self.prefix) - 1)
         if sot_length + len(self.prefix) + self.sample_len > n_ctx:
-            raise ValueError(f"the sot sequence ({sot_length} tokens) + prefix ({len(self.prefix)} tokens) + "
+            raise InputError(f"the sot sequence ({sot_length} tokens) + prefix ({len(self.prefix)} tokens) + "
                              f"sample_len ({self.sample_len}) exceed the model's context of {n_ctx} tokens; "
                              f"lower DecodingOptions.sample_len or shorten the prefix")
 
@@ -485,7 +486,7 @@ class DecodingTask:
         prompts = list(prompts) if prompts is not None else [options.prompt] * B
         for code in languages:
             if code is not None and code not in tokenizer.languages:
-                raise ValueError(f"language {code!r} is not one of this model's languages; allowed: "
+                raise InputError(f"language {code!r} is not one of this model's languages; allowed: "
                                  f"{', '.join(tokenizer.languages)}")
         previous = [self.prompt_tokens(p) for p in prompts]
 

@@ -27,6 +27,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
+from zoo.errors import InputError
 from zoo.speech import lexicon as lx
 
 LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "zh")
@@ -42,13 +43,13 @@ MAX_DRAWS = 10_000  # rejection sampling for a split; val needs ~30 draws on ave
 
 def check_language(language: str) -> str:
     if language not in LANGUAGES:
-        raise ValueError(f"unknown language code {language!r}; allowed (Whisper's codes): {', '.join(LANGUAGES)}")
+        raise InputError(f"unknown language code {language!r}; allowed (Whisper's codes): {', '.join(LANGUAGES)}")
     return language
 
 
 def check_split(split: str) -> str:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+        raise InputError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
     return split
 
 
@@ -104,14 +105,14 @@ class Time:
 def _fields(line: str, n: int, what: str) -> list[str]:
     parts = [p.strip() for p in line.split("|")]
     if len(parts) != n:
-        raise ValueError(f"lexicon {what} line needs {n} fields separated by '|', got {len(parts)}: {line!r}")
+        raise InputError(f"lexicon {what} line needs {n} fields separated by '|', got {len(parts)}: {line!r}")
     return parts
 
 
 def _gendered(field_: str, line: str) -> tuple[str, str, str | None]:
     gender, _, word = field_.partition(" ")
     if gender not in ("m", "f", "n"):
-        raise ValueError(f"lexicon noun needs a gender m/f/n before {field_!r}: {line!r}")
+        raise InputError(f"lexicon noun needs a gender m/f/n before {field_!r}: {line!r}")
     sg, _, pl = word.partition("/")
     return gender, sg, pl or None
 
@@ -146,7 +147,7 @@ def _parse_noun(line: str) -> Noun:
     mw, _, zh_noun = zh.partition(" ")
     tagset = frozenset(tags.split())
     if not tagset <= lx.NOUN_TAGS or de_g not in ("m", "f", "n"):
-        raise ValueError(f"lexicon noun has unknown tags or German gender (m/f/n); allowed tags "
+        raise InputError(f"lexicon noun has unknown tags or German gender (m/f/n); allowed tags "
                          f"{sorted(lx.NOUN_TAGS)}: {line!r}")
     return Noun(en_sg, (en_sg, en_pl or _english_plural(en_sg)),
                 (es_g, es_sg, es_pl or _spanish_plural(es_sg)), (fr_g, fr_sg, fr_pl or _french_plural(fr_sg)),
@@ -176,7 +177,7 @@ def _parse_adjective(line: str) -> Adjective:
     es_forms = tuple(es.split("/")) if "/" in es else _spanish_adjective(es)
     fr_forms = tuple(fr.split("/")) if "/" in fr else _french_adjective(fr)
     if len(es_forms) != 4 or len(fr_forms) != 4:
-        raise ValueError(f"lexicon adjective needs one form or four (m.sg/f.sg/m.pl/f.pl): {line!r}")
+        raise InputError(f"lexicon adjective needs one form or four (m.sg/f.sg/m.pl/f.pl): {line!r}")
     de_pred, _, de_stem = de.partition("/")
     if "/" in zh:
         attr, pred = zh.split("/")
@@ -202,7 +203,7 @@ def _spanish_present(inf: str) -> tuple[str, ...]:
 
 def _french_present(inf: str) -> tuple[str, ...]:
     if not inf.endswith("er"):
-        raise ValueError(f"French verb {inf!r} is not a regular -er verb: list its five forms")
+        raise InputError(f"French verb {inf!r} is not a regular -er verb: list its five forms")
     stem = inf[:-2]
     # "nous mangeons": keep the g soft before o (Bescherelle, la conjugaison, verbes en -ger)
     we = stem + ("eons" if stem.endswith("g") else "ons")
@@ -231,7 +232,7 @@ def _parse_verb(line: str) -> Verb:
     zh_verb, _, zh_neg = zh.partition("/")
     objs = frozenset(objects.split())
     if not objs <= lx.NOUN_TAGS or subjects not in ("p", "pa"):
-        raise ValueError(f"lexicon verb has unknown object tags or subjects (p or pa): {line!r}")
+        raise InputError(f"lexicon verb has unknown object tags or subjects (p or pa): {line!r}")
     return Verb(base, (base, third), _conjugation(es, _spanish_present), _conjugation(fr, _french_present),
                 (de_inf.strip(), _german_present(de_inf.strip(), tuple(de_over.split()))),
                 (zh_verb, zh_neg or "不" + zh_verb), objs, subjects == "pa")
@@ -275,7 +276,7 @@ ZH_DIGITS = "零一二三四五六七八九"
 def number(language: str, n: int, gender: str = "m") -> str:
     """The cardinal 1-99 as spoken before a noun of `gender` (Spanish "veintiún libros", "veintiuna casas")."""
     if not 1 <= n <= 99:
-        raise ValueError(f"numbers are spelt from 1 to 99, got {n}")
+        raise InputError(f"numbers are spelt from 1 to 99, got {n}")
     tens, unit = divmod(n, 10)
     if language == "en":
         return EN_UNITS[n] if n < 20 else EN_TENS[tens] + (f"-{EN_UNITS[unit]}" if unit else "")
@@ -300,7 +301,7 @@ def number(language: str, n: int, gender: str = "m") -> str:
         if n == 2:
             return "两"
         return (ZH_DIGITS[tens] if tens > 1 else "") + ("十" if tens else "") + (ZH_DIGITS[unit] if unit else "")
-    raise ValueError(check_language(language))
+    raise InputError(check_language(language))
 
 
 def _hour(h: int) -> Time:
@@ -916,7 +917,7 @@ def concept_words(language: str, concepts) -> set[str]:
     """The surface words of `concepts` ("noun:apple", ...) in a space-separated language: every form of each."""
     check_language(language)
     if language == "zh":
-        raise ValueError("Mandarin is written without spaces: compare concepts, not words")
+        raise InputError("Mandarin is written without spaces: compare concepts, not words")
     words: set[str] = set()
     by_key = {f"noun:{n.key}": n for n in NOUNS} | {f"adj:{a.key}": a for a in ADJECTIVES} | \
              {f"verb:{v.key}": v for v in VERBS}

@@ -11,6 +11,8 @@ scored by characters (CER), with the spaces removed.
 import re
 import unicodedata
 
+from zoo.errors import InputError
+
 CHARACTER_LANGUAGES = ("zh", "ja", "th", "lo", "my", "yue")  # written without spaces: CER, not WER
 
 
@@ -31,7 +33,7 @@ def error_rate(references: list[str], hypotheses: list[str], language: str | Non
     pairs = [(normalize(r), normalize(h)) for r, h in zip(references, hypotheses, strict=True)]
     pairs = [(r, h) for r, h in pairs if r]
     if not pairs:
-        raise ValueError("error_rate needs at least one non-empty reference")
+        raise InputError("error_rate needs at least one non-empty reference")
     refs, hyps = zip(*pairs)
     if language in CHARACTER_LANGUAGES:
         return jiwer.cer([r.replace(" ", "") for r in refs], [h.replace(" ", "") for h in hyps])
@@ -43,6 +45,6 @@ def translation_scores(references: list[str], hypotheses: list[str]) -> dict[str
     import sacrebleu
 
     if not references:
-        raise ValueError("translation_scores needs at least one reference")
+        raise InputError("translation_scores needs at least one reference")
     return {"bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
             "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score}

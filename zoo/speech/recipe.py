@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.data.collate import pad_collate
+from zoo.errors import InputError
 from zoo.registry import TrainingData
 from zoo.speech.audio import MEL_PAD, load_audio, log_mel_spectrogram
 from zoo.speech.data import SpeechCorpusConfig, build_corpus, read_manifest
@@ -56,7 +57,7 @@ class SpeechDataConfig:
 
     def __post_init__(self):
         if not 0.0 <= self.translate_share <= 1.0:
-            raise ValueError(f"data.translate_share must be in [0, 1], got {self.translate_share}")
+            raise InputError(f"data.translate_share must be in [0, 1], got {self.translate_share}")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 
+from zoo.errors import InputError, MissingFileError
 from zoo.speech.audio import CHUNK_LENGTH, SECONDS_PER_TOKEN, TOKENS_PER_SECOND
 from zoo.text.tokenizer import BPE_FILE, BYTE_ALPHABET_SIZE, BPETokenizer
 
@@ -115,7 +116,7 @@ class WhisperTokenizer:
         languages = _check_languages(languages)
         n_special = len(special_token_names(languages))
         if vocab_size < BYTE_ALPHABET_SIZE + n_special:
-            raise ValueError(f"vocab_size {vocab_size} is too small: with {len(languages)} languages the special "
+            raise InputError(f"vocab_size {vocab_size} is too small: with {len(languages)} languages the special "
                              f"and timestamp tokens take {n_special} ids and the byte-level BPE needs at least "
                              f"{BYTE_ALPHABET_SIZE}, so vocab_size must be >= {BYTE_ALPHABET_SIZE + n_special}")
         # BPETokenizer's vocab_size counts its end-of-text id, which is our first special token
@@ -137,18 +138,18 @@ class WhisperTokenizer:
         meta_path, bpe_path = directory / META_FILE, directory / BPE_FILE
         for path in (meta_path, bpe_path):
             if not path.is_file():
-                raise FileNotFoundError(f"no Whisper tokenizer in {directory}: {path} is missing")
+                raise MissingFileError(f"no Whisper tokenizer in {directory}: {path} is missing")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             if meta.get("kind") != "whisper":
-                raise ValueError(f"kind is {meta.get('kind')!r}, expected 'whisper'")
+                raise InputError(f"kind is {meta.get('kind')!r}, expected 'whisper'")
             tokenizer = cls(BPETokenizer(HFTokenizer.from_file(str(bpe_path)), eot_id=meta["eot"]),
                             meta["languages"])
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{meta_path} is not a valid Whisper tokenizer file ({error})") from None
+            raise InputError(f"{meta_path} is not a valid Whisper tokenizer file ({error})") from None
         expected = special_token_names(tokenizer.languages)[:-N_TIMESTAMPS]
         if meta.get("special_tokens") != expected or meta.get("vocab_size") != tokenizer.vocab_size:
-            raise ValueError(f"{meta_path} describes a different special-token layout than this code builds "
+            raise InputError(f"{meta_path} describes a different special-token layout than this code builds "
                              f"(expected {expected[:3]}... and vocab_size {tokenizer.vocab_size})")
         return tokenizer
 
@@ -181,7 +182,7 @@ class WhisperTokenizer:
         ids = [int(i) for i in ids]  # also accepts numpy/torch integers
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
-            raise ValueError(f"token id {bad[0]} is out of range for a Whisper tokenizer with vocab_size "
+            raise InputError(f"token id {bad[0]} is out of range for a Whisper tokenizer with vocab_size "
                              f"{self.vocab_size} (allowed: 0..{self.vocab_size - 1})")
         return ids
 
@@ -191,7 +192,7 @@ class WhisperTokenizer:
     def language_token(self, code: str) -> int:
         if code not in self._language_ids:
             known = f" ({LANGUAGES[code]}) is known but" if code in LANGUAGES else ""
-            raise ValueError(f"language {code!r}{known} is not one of this tokenizer's languages; allowed: "
+            raise InputError(f"language {code!r}{known} is not one of this tokenizer's languages; allowed: "
                              f"{', '.join(self.languages)}")
         return self._language_ids[code]
 
@@ -199,7 +200,7 @@ class WhisperTokenizer:
         """<|startoftranscript|> <|language|> <|task|> [<|notimestamps|>]; language None leaves it out so
         that the model predicts it (language detection)."""
         if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; allowed tasks: {', '.join(TASKS)}")
+            raise InputError(f"unknown task {task!r}; allowed tasks: {', '.join(TASKS)}")
         sequence = [self.sot]
         if language is not None:
             sequence.append(self.language_token(language))
@@ -211,13 +212,13 @@ class WhisperTokenizer:
     def timestamp_token(self, seconds: float) -> int:
         """The timestamp token for `seconds` in [0, 30], rounded to the nearest 20 ms."""
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and 0 <= seconds <= CHUNK_LENGTH):
-            raise ValueError(f"a timestamp must be a number of seconds in [0, {CHUNK_LENGTH}], got {seconds!r}")
+            raise InputError(f"a timestamp must be a number of seconds in [0, {CHUNK_LENGTH}], got {seconds!r}")
         return self.timestamp_begin + round(seconds * TOKENS_PER_SECOND)
 
     def timestamp_seconds(self, token: int) -> float:
         """The time a timestamp token stands for (inverse of `timestamp_token`)."""
         if not self.timestamp_begin <= token < self.vocab_size:
-            raise ValueError(f"token {token} is not a timestamp token (allowed: {self.timestamp_begin}.."
+            raise InputError(f"token {token} is not a timestamp token (allowed: {self.timestamp_begin}.."
                              f"{self.vocab_size - 1})")
         return (token - self.timestamp_begin) * SECONDS_PER_TOKEN
 
@@ -244,15 +245,15 @@ class WhisperTokenizer:
 
 def _check_languages(languages: Sequence[str]) -> tuple[str, ...]:
     if isinstance(languages, str):
-        raise ValueError(f"languages must be a sequence of codes such as ['en', 'es'], got the string "
+        raise InputError(f"languages must be a sequence of codes such as ['en', 'es'], got the string "
                          f"{languages!r}")
     languages = tuple(languages)
     if not languages:
-        raise ValueError(f"a Whisper tokenizer needs at least one language; allowed codes: {', '.join(LANGUAGES)}")
+        raise InputError(f"a Whisper tokenizer needs at least one language; allowed codes: {', '.join(LANGUAGES)}")
     unknown = [code for code in languages if code not in LANGUAGES]
     if unknown:
-        raise ValueError(f"unknown language code {unknown[0]!r}; allowed codes: {', '.join(LANGUAGES)}")
+        raise InputError(f"unknown language code {unknown[0]!r}; allowed codes: {', '.join(LANGUAGES)}")
     duplicates = sorted({code for code in languages if languages.count(code) > 1})
     if duplicates:
-        raise ValueError(f"language codes must be distinct, {', '.join(duplicates)} repeated")
+        raise InputError(f"language codes must be distinct, {', '.join(duplicates)} repeated")
     return languages

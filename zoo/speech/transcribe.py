@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zoo.errors import InputError
 from zoo.speech.audio import FRAMES_PER_SECOND, N_FRAMES, SAMPLE_RATE, load_audio, log_mel_spectrogram
 from zoo.speech.decoding import (
     DecodingOptions,
@@ -81,18 +82,18 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     """
     managed = [name for name in MANAGED if name in decode_options]
     if managed:
-        raise ValueError(f"transcribe() sets {', '.join(managed)} itself; pass task=, language=, temperature= "
+        raise InputError(f"transcribe() sets {', '.join(managed)} itself; pass task=, language=, temperature= "
                          f"and initial_prompt= as its own arguments")
     temperatures = _temperatures(temperature)
     _check_search(decode_options, temperatures)
     languages = getattr(model.tokenizer, "languages", None)
     if language is not None and languages is not None and language not in languages:
-        raise ValueError(f"transcribe() language={language!r} is not one of this model's languages; allowed: "
+        raise InputError(f"transcribe() language={language!r} is not one of this model's languages; allowed: "
                          f"{', '.join(languages)}, or None to detect it")
     for name, value in (("compression_ratio_threshold", compression_ratio_threshold),
                         ("logprob_threshold", logprob_threshold), ("no_speech_threshold", no_speech_threshold)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"transcribe() {name} must be a number or None (off), got {value!r}")
+            raise InputError(f"transcribe() {name} must be a number or None (off), got {value!r}")
     search = {**DEFAULT_SEARCH, "without_timestamps": not getattr(getattr(model, "config", None), "timestamps", True),
               **decode_options}
     # one DecodingTask per temperature, built (and so validated) before any audio is decoded
@@ -102,7 +103,7 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     single = not isinstance(audio, (list, tuple))
     sources = [audio] if single else list(audio)
     if not sources:
-        raise ValueError("transcribe() got an empty list of audio; give a path, a waveform or a list of them")
+        raise InputError("transcribe() got an empty list of audio; give a path, a waveform or a list of them")
     tokenizer = model.tokenizer
     prompt = tasks[0].encode_text(initial_prompt)
     weight = next(model.parameters(), None)  # features go where the model is, in its dtype
@@ -128,7 +129,7 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
 def _temperatures(temperature) -> tuple[float, ...]:
     values = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
     if not values or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t >= 0 for t in values):
-        raise ValueError(f"transcribe() temperature must be a number >= 0 or a non-empty sequence of them "
+        raise InputError(f"transcribe() temperature must be a number >= 0 or a non-empty sequence of them "
                          f"(the fallback order), got {temperature!r}")
     return tuple(float(t) for t in values)
 
@@ -141,16 +142,16 @@ def _check_search(options: dict, temperatures: tuple[float, ...]):
     at = f"temperature={temperatures[0]!r}" if len(temperatures) == 1 else f"temperatures {temperatures}"
     beam_size, best_of = options.get("beam_size"), options.get("best_of")
     if beam_size is not None and best_of is not None and not (greedy and sampled):
-        raise ValueError(f"transcribe() got beam_size={beam_size} and best_of={best_of}, but at {at} only "
+        raise InputError(f"transcribe() got beam_size={beam_size} and best_of={best_of}, but at {at} only "
                          f"{'beam_size' if greedy else 'best_of'} would be used: beam_size applies at "
                          f"temperature 0, best_of above 0; give one of them, or a schedule with 0 and "
                          f"temperatures above 0 (the default {TEMPERATURES}) to use both")
     if best_of is not None and not sampled:
-        raise ValueError(f"transcribe() best_of={best_of} needs a temperature above 0, got {at}: at temperature 0 "
+        raise InputError(f"transcribe() best_of={best_of} needs a temperature above 0, got {at}: at temperature 0 "
                          f"every sample is the same greedy sequence; use beam_size, or a temperature above 0")
     for name in ("beam_size", "patience"):
         if options.get(name) is not None and not greedy:
-            raise ValueError(f"transcribe() {name}={options[name]!r} needs temperature 0 in the schedule, got "
+            raise InputError(f"transcribe() {name}={options[name]!r} needs temperature 0 in the schedule, got "
                              f"{at}: beam search does not sample; use best_of to sample several, or add 0")
 
 
@@ -170,7 +171,7 @@ def _load(source) -> torch.Tensor:
         return load_audio(source)
     if isinstance(source, (torch.Tensor, np.ndarray)):
         return load_audio(source, sample_rate=SAMPLE_RATE)  # arrays are 16 kHz waveforms, as whisper takes them
-    raise ValueError(f"transcribe() takes a path, a 16 kHz waveform (tensor or numpy array) or a list of them, "
+    raise InputError(f"transcribe() takes a path, a 16 kHz waveform (tensor or numpy array) or a list of them, "
                      f"got {type(source).__name__}")
 
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.checkpoint import PretrainedMixin
+from zoo.errors import InputError
 from zoo.nn import Transformer, TransformerConfig
 from zoo.registry import Family, register_family, register_model
 from zoo.speech import recipe
@@ -63,16 +64,16 @@ class WhisperConfig:
     def __post_init__(self):
         e, d = self.encoder, self.decoder
         if self.n_mels < 1 or self.vocab_size < 1:
-            raise ValueError(f"WhisperConfig.n_mels and vocab_size must be >= 1, got {self.n_mels}, {self.vocab_size}")
+            raise InputError(f"WhisperConfig.n_mels and vocab_size must be >= 1, got {self.n_mels}, {self.vocab_size}")
         if not 0.0 <= self.ctc_weight < 1.0:
-            raise ValueError(f"WhisperConfig.ctc_weight must be in [0, 1), got {self.ctc_weight}")
+            raise InputError(f"WhisperConfig.ctc_weight must be in [0, 1), got {self.ctc_weight}")
         if e.causal or e.cross_attention or e.positions != "none":
-            raise ValueError("WhisperConfig.encoder must be bidirectional (causal=False), without cross-attention, "
+            raise InputError("WhisperConfig.encoder must be bidirectional (causal=False), without cross-attention, "
                              "with positions='none' (the model adds sinusoidal positions)")
         if not d.causal or not d.cross_attention or d.positions == "rope2d":
-            raise ValueError("WhisperConfig.decoder must be causal with cross_attention=True and 1-D positions")
+            raise InputError("WhisperConfig.decoder must be causal with cross_attention=True and 1-D positions")
         if (d.context_dim or d.dim) != e.dim:
-            raise ValueError(f"WhisperConfig.decoder.context_dim={d.context_dim or d.dim} must equal "
+            raise InputError(f"WhisperConfig.decoder.context_dim={d.context_dim or d.dim} must equal "
                              f"encoder.dim={e.dim} (cross-attention reads the audio features)")
 
 
@@ -118,15 +119,15 @@ class Whisper(nn.Module, PretrainedMixin):
         audio features (B, S, d) and their mask (B, S), S = ceil(T / 2)."""
         c = self.config
         if mel.dim() != 3 or mel.shape[1] != c.n_mels:
-            raise ValueError(f"Whisper expects log-mel frames of shape (B, {c.n_mels}, T), got {tuple(mel.shape)}")
+            raise InputError(f"Whisper expects log-mel frames of shape (B, {c.n_mels}, T), got {tuple(mel.shape)}")
         if mel_mask is not None and mel_mask.shape != (mel.shape[0], mel.shape[2]):
-            raise ValueError(f"Whisper expects mel_mask of shape (B, T) = {(mel.shape[0], mel.shape[2])}, "
+            raise InputError(f"Whisper expects mel_mask of shape (B, T) = {(mel.shape[0], mel.shape[2])}, "
                              f"got {tuple(mel_mask.shape)}")
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).transpose(1, 2)  # (B, S, d)
         S = x.shape[1]
         if S > c.encoder.max_seq_len:
-            raise ValueError(f"Whisper expects at most {2 * c.encoder.max_seq_len} mel frames "
+            raise InputError(f"Whisper expects at most {2 * c.encoder.max_seq_len} mel frames "
                              f"({c.encoder.max_seq_len} encoder frames, 30 s), got {mel.shape[2]}; "
                              f"longer audio goes through transcribe(), window by window")
         mask = mel_mask[:, ::2] if mel_mask is not None else None  # frame s of the stride-2 conv is centred on 2s
@@ -142,7 +143,7 @@ class Whisper(nn.Module, PretrainedMixin):
         """Teacher forcing: tokens (B, L), right-padded -> next-token logits (B, L, V). Right padding needs no
         mask: causal attention never looks ahead."""
         if tokens.dim() != 2 or tokens.shape[0] != audio_features.shape[0]:
-            raise ValueError(f"Whisper expects decoder tokens of shape (B, L) with B={audio_features.shape[0]}, "
+            raise InputError(f"Whisper expects decoder tokens of shape (B, L) with B={audio_features.shape[0]}, "
                              f"got {tuple(tokens.shape)}")
         x = self.decoder(self.embed(tokens), context=audio_features, context_mask=audio_mask)
         return self.head(x)
@@ -157,7 +158,7 @@ class Whisper(nn.Module, PretrainedMixin):
         if not ctc:
             return logits
         if self.ctc_head is None:
-            raise ValueError("this Whisper has no CTC head (config.ctc_weight = 0)")
+            raise InputError("this Whisper has no CTC head (config.ctc_weight = 0)")
         return logits, self.ctc_head(audio), audio_mask
 
     # ------------------------------------------------------------- zoo.decoding.AutoregressiveModel
@@ -180,7 +181,7 @@ class Whisper(nn.Module, PretrainedMixin):
 
     def _require_tokenizer(self, method: str):
         if self.tokenizer is None:
-            raise ValueError(f"Whisper.{method}() needs a tokenizer, and this model has none (model.tokenizer is "
+            raise InputError(f"Whisper.{method}() needs a tokenizer, and this model has none (model.tokenizer is "
                              f"None: a bare architecture); train it (zoo train) or load a trained model directory "
                              f"(zoo.load(DIR))")
 
@@ -216,7 +217,7 @@ class Whisper(nn.Module, PretrainedMixin):
         n_mels = self.config.n_mels
         if isinstance(audio_or_mel, torch.Tensor) and audio_or_mel.dim() == 2:
             if audio_or_mel.shape[0] != n_mels:
-                raise ValueError(f"Whisper.detect_language() takes a path, a 1-D 16 kHz waveform or a log-mel of "
+                raise InputError(f"Whisper.detect_language() takes a path, a 1-D 16 kHz waveform or a log-mel of "
                                  f"shape ({n_mels}, T); got a tensor of shape {tuple(audio_or_mel.shape)}")
             mel = audio_or_mel
         else:

@@ -21,6 +21,7 @@ import math
 import torch
 
 from zoo.decoding import LogitProcessor, StopStrings, TextState, decode
+from zoo.errors import InputError
 from zoo.text.generate import GenerationOptions, _encode_prompts
 
 PROMPT = "def "
@@ -54,7 +55,7 @@ class FirstTokenStartsWith(LogitProcessor):
     def __init__(self, tokenizer, vocab_size: int, prefix: str):
         allowed = [i for i in range(vocab_size) if tokenizer.decode([i]).startswith(prefix)]
         if not allowed:
-            raise ValueError(f"no token of the vocabulary starts with {prefix!r}")
+            raise InputError(f"no token of the vocabulary starts with {prefix!r}")
         self.banned = torch.ones(vocab_size, dtype=torch.bool)
         self.banned[allowed] = False
 
@@ -81,7 +82,7 @@ def sample_healed(model, prompt: str, n: int, options: GenerationOptions) -> lis
 def parse_rate(model, n: int = 100, seed: int = 0, max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[float, list[str]]:
     """The share of n sampled functions that ast.parse accepts, and the functions (prompt included)."""
     if n < 1:
-        raise ValueError(f"parse_rate needs n >= 1 samples, got {n}")
+        raise InputError(f"parse_rate needs n >= 1 samples, got {n}")
     max_new_tokens = min(max_new_tokens, model.max_seq_len - len(model.tokenizer.encode(PROMPT)))
     options = GenerationOptions(max_new_tokens=max_new_tokens, temperature=TEMPERATURE, seed=seed)
     functions = [first_function(text) for text in sample_healed(model, PROMPT, n, options)]

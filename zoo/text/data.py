@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from zoo.errors import InputError, MissingFileError
 from zoo.text.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, load_tokenizer, safe_chunks
 from zoo.utils import written_atomically
 
@@ -50,14 +51,14 @@ def read_corpus(path: str | Path | None, max_chars: int | None = None) -> str:
         return read_stdlib_corpus(DEFAULT_MAX_CHARS if max_chars is None else max_chars)
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"corpus path {path} does not exist (expected a UTF-8 text file or a folder)")
+        raise MissingFileError(f"corpus path {path} does not exist (expected a UTF-8 text file or a folder)")
     files = _folder_files(path) if path.is_dir() else [path]
     if not files:
-        raise ValueError(f"corpus folder {path} contains no files")
+        raise InputError(f"corpus folder {path} contains no files")
     text = FILE_SEPARATOR.join(_read_utf8(file) for file in files)
     text = text if max_chars is None else text[:max_chars]
     if not text:
-        raise ValueError(f"corpus {path} is empty")
+        raise InputError(f"corpus {path} is empty")
     return text
 
 
@@ -67,10 +68,10 @@ def read_stdlib_corpus(max_chars: int = DEFAULT_MAX_CHARS) -> str:
     Deterministic for a given Python installation. The few stdlib files that are not UTF-8 are skipped.
     """
     if max_chars < 1:
-        raise ValueError(f"max_chars must be a positive number of characters, got {max_chars}")
+        raise InputError(f"max_chars must be a positive number of characters, got {max_chars}")
     root = Path(sysconfig.get_paths()["stdlib"])
     if not root.is_dir():
-        raise FileNotFoundError(f"the Python standard library folder {root} does not exist")
+        raise MissingFileError(f"the Python standard library folder {root} does not exist")
     pieces, total = [], 0
     for file in _folder_files(root, skip_dirs=STDLIB_SKIP_DIRS, suffix=".py"):
         try:
@@ -83,7 +84,7 @@ def read_stdlib_corpus(max_chars: int = DEFAULT_MAX_CHARS) -> str:
             break
     text = FILE_SEPARATOR.join(pieces)[:max_chars]
     if not text:
-        raise ValueError(f"found no UTF-8 .py files in the standard library folder {root}")
+        raise InputError(f"found no UTF-8 .py files in the standard library folder {root}")
     return text
 
 
@@ -102,14 +103,14 @@ def _read_utf8(file: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"corpus file {file} is not UTF-8 text: byte 0x{data[error.start]:02x} at offset "
+        raise InputError(f"corpus file {file} is not UTF-8 text: byte 0x{data[error.start]:02x} at offset "
                          f"{error.start} ({error.reason}); convert it to UTF-8 or remove it") from None
 
 
 def split_corpus(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
     """First (1 - val_fraction) of the characters for training, the rest for validation (nanoGPT)."""
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+        raise InputError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     n_train = int(len(text) * (1.0 - val_fraction))
     return text[:n_train], text[n_train:]
 
@@ -121,7 +122,7 @@ def split_corpus(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
 def encode_to_memmap(tokenizer: Tokenizer, text: str, path: str | Path) -> np.memmap:
     """Encode `text` chunk by chunk into `path` and return it memory-mapped read-only."""
     if not text:
-        raise ValueError(f"nothing to encode into {path}: the text is empty")
+        raise InputError(f"nothing to encode into {path}: the text is empty")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size < 2**16 else np.uint32)
@@ -145,7 +146,7 @@ def load_memmap(path: str | Path) -> np.memmap:
     path = Path(path)
     sidecar = _sidecar(path)
     if not path.is_file() or not sidecar.is_file():
-        raise FileNotFoundError(f"token file {path} or its sidecar {sidecar} is missing")
+        raise MissingFileError(f"token file {path} or its sidecar {sidecar} is missing")
     meta = json.loads(sidecar.read_text())
     return np.memmap(path, dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["length"],))
 
@@ -172,11 +173,11 @@ class TokenWindows(Dataset):
 
     def __init__(self, tokens: np.ndarray, seq_len: int, name: str = "token data"):
         if tokens.ndim != 1:
-            raise ValueError(f"{name} must be a 1-D token array, got shape {tokens.shape}")
+            raise InputError(f"{name} must be a 1-D token array, got shape {tokens.shape}")
         if seq_len < 1:
-            raise ValueError(f"seq_len must be a positive number of tokens, got {seq_len}")
+            raise InputError(f"seq_len must be a positive number of tokens, got {seq_len}")
         if len(tokens) < seq_len + 1:
-            raise ValueError(f"{name} has {len(tokens)} tokens, too few for seq_len {seq_len}: a window "
+            raise InputError(f"{name} has {len(tokens)} tokens, too few for seq_len {seq_len}: a window "
                              f"needs seq_len + 1 = {seq_len + 1} tokens (use more text or a smaller seq_len)")
         self.tokens, self.seq_len, self.name = tokens, seq_len, name
 
@@ -229,7 +230,7 @@ def prepare_text_data(path: str | Path | None, tokenizer_kind: str, vocab_size: 
     text = read_corpus(path, max_chars)
     train_text, val_text = split_corpus(text)
     if not val_text or not train_text:
-        raise ValueError(f"corpus has {len(text)} characters, too few to split into train and validation")
+        raise InputError(f"corpus has {len(text)} characters, too few to split into train and validation")
     settings = f"{tokenizer_kind}:{vocab_size}:"
     if tokenizer is not None:
         tokenizer_kind = tokenizer.kind

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from zoo.decoding import DecodingOptions, StopStrings, TextState, check_prompts, decode, device_of, sample
+from zoo.errors import InputError
 from zoo.utils import eval_mode
 
 # ----------------------------------------------------------------------------------------------------------
@@ -71,7 +72,7 @@ class GenerationResult:
 def _tokenizer_of(model: nn.Module):
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
-        raise ValueError("this model has no tokenizer (model.tokenizer is None): load a trained model directory "
+        raise InputError("this model has no tokenizer (model.tokenizer is None): load a trained model directory "
                          "(zoo.load(DIR)) or attach one, e.g. model.tokenizer = CharTokenizer.train(text)")
     return tokenizer
 
@@ -81,9 +82,9 @@ def _encode_prompts(model: nn.Module, prompts: Sequence[str], max_new_tokens: in
     tokenizer = _tokenizer_of(model)
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
-            raise ValueError(f"prompt {i} must be a str, got {type(prompt).__name__}")
+            raise InputError(f"prompt {i} must be a str, got {type(prompt).__name__}")
         if not prompt:
-            raise ValueError(f"prompt {i} is empty: generation continues a prompt, and a char-level model has no "
+            raise InputError(f"prompt {i} is empty: generation continues a prompt, and a char-level model has no "
                              f"BOS token to start from; give at least one character")
     ids = tokenizer.encode_batch(list(prompts))  # characters outside a char vocabulary: the tokenizer's error
     check_prompts(ids, max_new_tokens, model.max_seq_len)
@@ -94,7 +95,7 @@ def _check_prompts(prompts) -> list[str]:
     if isinstance(prompts, str):
         return [prompts]
     if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise ValueError(f"prompts must be a str or a non-empty list of str, got {prompts!r}")
+        raise InputError(f"prompts must be a str or a non-empty list of str, got {prompts!r}")
     return list(prompts)
 
 
@@ -134,10 +135,10 @@ def stream(model: nn.Module, prompt: str, options: GenerationOptions | None = No
     generate()'s text; the generator's return value (StopIteration.value) is the GenerationResult."""
     options = options or GenerationOptions()
     if not isinstance(prompt, str):
-        raise ValueError(f"stream() takes one prompt (a str), got {type(prompt).__name__}; use generate() for "
+        raise InputError(f"stream() takes one prompt (a str), got {type(prompt).__name__}; use generate() for "
                          f"a batch")
     if options.beam_size is not None:
-        raise ValueError(f"stream() cannot stream beam search (beam_size={options.beam_size}): the best hypothesis "
+        raise InputError(f"stream() cannot stream beam search (beam_size={options.beam_size}): the best hypothesis "
                          f"is known only at the end; use generate(), or beam_size=None to stream")
     # checked here, so errors surface at the call rather than at the first next()
     ids = _encode_prompts(model, [prompt], options.max_new_tokens)
@@ -165,7 +166,7 @@ def _stream(model, prompt, ids, options) -> Generator[str, None, GenerationResul
 def next_token_table(model: nn.Module, prompt: str, k: int = 10) -> list[tuple[str, float]]:
     """The k most likely next tokens after `prompt` and their probabilities (softmax at temperature 1)."""
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        raise InputError(f"k must be an integer >= 1, got {k!r}")
     ids = _encode_prompts(model, [prompt])
     tokens = torch.tensor(ids, dtype=torch.long, device=device_of(model))
     with eval_mode(model):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from zoo.checkpoint import PretrainedMixin
+from zoo.errors import InputError, InputTypeError
 from zoo.nn import Transformer, TransformerConfig
 from zoo.registry import Family, register_family, register_model
 from zoo.text import recipe
@@ -33,21 +34,21 @@ class GPTConfig:
 
     def __post_init__(self):
         if self.vocab_size < 1:
-            raise ValueError(f"GPTConfig.vocab_size must be >= 1, got {self.vocab_size}")
+            raise InputError(f"GPTConfig.vocab_size must be >= 1, got {self.vocab_size}")
         b = self.backbone
         if not isinstance(b, TransformerConfig):
-            raise TypeError(f"GPTConfig.backbone must be a TransformerConfig, got {type(b).__name__} (a dict of "
-                            f"fields goes through zoo.config.replace_config / config_from_dict)")
+            raise InputTypeError(f"GPTConfig.backbone must be a TransformerConfig, got {type(b).__name__} (a dict of "
+                                 f"fields goes through zoo.config.replace_config / config_from_dict)")
         # What a decoder-only language model needs from the shared backbone:
         if not b.causal:
-            raise ValueError("GPTConfig.backbone.causal=False; allowed: True (a language model predicts each "
+            raise InputError("GPTConfig.backbone.causal=False; allowed: True (a language model predicts each "
                              "token from the previous ones only)")
         if b.positions not in GPT_POSITIONS:
-            raise ValueError(f"GPTConfig.backbone.positions={b.positions!r}; allowed: {', '.join(GPT_POSITIONS)} "
+            raise InputError(f"GPTConfig.backbone.positions={b.positions!r}; allowed: {', '.join(GPT_POSITIONS)} "
                              f"(token positions are 1-D)")
         for name in ("cross_attention", "adaln"):
             if getattr(b, name):
-                raise ValueError(f"GPTConfig.backbone.{name}=True; allowed: False (GPT has no context or "
+                raise InputError(f"GPTConfig.backbone.{name}=True; allowed: False (GPT has no context or "
                                  f"conditioning input)")
 
 
@@ -82,7 +83,7 @@ class GPT(nn.Module, PretrainedMixin):
         mask: (B, T) True for real tokens (left padding for batched prompts); cache: see zoo.nn.Cache.
         """
         if idx.dim() != 2:
-            raise ValueError(f"GPT expects token ids of shape (B, T), got {tuple(idx.shape)}")
+            raise InputError(f"GPT expects token ids of shape (B, T), got {tuple(idx.shape)}")
         x = self.dropout(self.embed(idx))  # (B, T, dim)
         x = self.backbone(x, mask=mask, positions=positions, cache=cache)
         if last_only:

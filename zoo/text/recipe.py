@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from zoo.errors import InputError
 from zoo.nn import transformer_flops_per_token
 from zoo.nn.packed import prepacked_linears
 from zoo.registry import TrainingData
@@ -34,15 +35,15 @@ class TextDataConfig:
 
     def __post_init__(self):
         if self.code_samples < 0:
-            raise ValueError(f"data.code_samples={self.code_samples}; allowed: 0 (off) or a number of samples")
+            raise InputError(f"data.code_samples={self.code_samples}; allowed: 0 (off) or a number of samples")
         if self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"data.tokenizer={self.tokenizer!r}; allowed: {', '.join(TOKENIZERS)}")
+            raise InputError(f"data.tokenizer={self.tokenizer!r}; allowed: {', '.join(TOKENIZERS)}")
 
 
 def prepare_data(config, data_config: TextDataConfig, path, cache_dir, model=None, run_dir=None) -> TrainingData:
     seq_len = data_config.seq_len or config.backbone.max_seq_len
     if seq_len > config.backbone.max_seq_len:
-        raise ValueError(f"data.seq_len={seq_len} exceeds model.backbone.max_seq_len={config.backbone.max_seq_len}")
+        raise InputError(f"data.seq_len={seq_len} exceeds model.backbone.max_seq_len={config.backbone.max_seq_len}")
     tokenizer = getattr(model, "tokenizer", None) if model is not None else None
     text = prepare_text_data(path, data_config.tokenizer, data_config.vocab_size, seq_len, cache_dir,
                              max_chars=data_config.max_chars, tokenizer=tokenizer)
@@ -111,7 +112,7 @@ def _evaluate(model, data: TrainingData, data_config: TextDataConfig, quick: boo
 def sliding_window_perplexity(model, tokens: torch.Tensor, context: int, stride: int) -> float:
     """exp(mean NLL) where each window of `context` tokens scores only the tokens its predecessor did not."""
     if not 0 < stride <= context:
-        raise ValueError(f"data.eval_stride must be in [1, {context}], got {stride}")
+        raise InputError(f"data.eval_stride must be in [1, {context}], got {stride}")
     device = model_device(model)
     nll, counted, previous_end = 0.0, 0, 0
     windows = []

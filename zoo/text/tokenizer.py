@@ -23,6 +23,8 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from zoo.errors import InputError, MissingFileError
+
 META_FILE = "zoo_tokenizer.json"
 BPE_FILE = "tokenizer.json"
 KINDS = ("char", "bpe")
@@ -54,9 +56,9 @@ class CharTokenizer:
 
     def __init__(self, chars: str):
         if not chars:
-            raise ValueError("a char tokenizer needs at least one character in its vocabulary")
+            raise InputError("a char tokenizer needs at least one character in its vocabulary")
         if list(chars) != sorted(set(chars)):
-            raise ValueError("char tokenizer vocabulary must be sorted, distinct characters")
+            raise InputError("char tokenizer vocabulary must be sorted, distinct characters")
         self.chars = chars
         self.vocab_size = len(chars)
         # code points are sorted (Python sorts str by code point), so encoding is one vectorized searchsorted
@@ -65,7 +67,7 @@ class CharTokenizer:
     @classmethod
     def train(cls, text: str) -> "CharTokenizer":
         if not text:
-            raise ValueError("cannot train a char tokenizer on empty text")
+            raise InputError("cannot train a char tokenizer on empty text")
         return cls("".join(sorted(set(text))))
 
     def encode(self, text: str) -> list[int]:
@@ -81,7 +83,7 @@ class CharTokenizer:
         known = (ids < self.vocab_size) & (self._codepoints[np.minimum(ids, self.vocab_size - 1)] == points)
         if not known.all():
             position = int(np.argmin(known))
-            raise ValueError(f"character {text[position]!r} at position {position} is not in this char-level "
+            raise InputError(f"character {text[position]!r} at position {position} is not in this char-level "
                              f"tokenizer's vocabulary ({self.vocab_size} characters); a char-level model can "
                              f"only encode characters seen in the corpus it was trained on")
         return ids.astype(np.int64)
@@ -90,7 +92,7 @@ class CharTokenizer:
         ids = [int(i) for i in ids]  # also accepts numpy/torch integers
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
-            raise ValueError(f"token id {bad[0]} is out of range for a char tokenizer with vocab_size "
+            raise InputError(f"token id {bad[0]} is out of range for a char tokenizer with vocab_size "
                              f"{self.vocab_size} (allowed: 0..{self.vocab_size - 1})")
         return "".join(self.chars[i] for i in ids)
 
@@ -112,7 +114,7 @@ class BPETokenizer:
 
     def __init__(self, hf: HFTokenizer, eot_id: int):
         if eot_id != hf.get_vocab_size():
-            raise ValueError(f"BPE eot_id must be reserved one past the trained vocabulary "
+            raise InputError(f"BPE eot_id must be reserved one past the trained vocabulary "
                              f"({hf.get_vocab_size()}), got {eot_id}")
         self.hf = hf
         self.eot_id: int | None = eot_id
@@ -123,7 +125,7 @@ class BPETokenizer:
         """Train on `texts`; `vocab_size` counts the end-of-text id. A small corpus may yield fewer merges,
         so check `.vocab_size` afterwards rather than assuming it equals the request."""
         if vocab_size < BYTE_ALPHABET_SIZE + 1:
-            raise ValueError(f"BPE vocab_size must be at least {BYTE_ALPHABET_SIZE + 1} (256 byte tokens + "
+            raise InputError(f"BPE vocab_size must be at least {BYTE_ALPHABET_SIZE + 1} (256 byte tokens + "
                              f"end-of-text), got {vocab_size}")
         hf = HFTokenizer(models.BPE())
         # no normalizer (it would change the text) and no added/special tokens (they match in user text)
@@ -148,7 +150,7 @@ class BPETokenizer:
         ids = [int(i) for i in ids]  # also accepts numpy/torch integers
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:  # `tokenizers` would silently drop them
-            raise ValueError(f"token id {bad[0]} is out of range for a BPE tokenizer with vocab_size "
+            raise InputError(f"token id {bad[0]} is out of range for a BPE tokenizer with vocab_size "
                              f"{self.vocab_size} (allowed: 0..{self.vocab_size - 1})")
         # a partial multi-byte character (e.g. a truncated sample) decodes as U+FFFD
         return self.hf.decode([i for i in ids if i != self.eot_id], skip_special_tokens=False)
@@ -159,7 +161,7 @@ class BPETokenizer:
             return b""
         piece = self.hf.id_to_token(int(token_id))
         if piece is None:
-            raise ValueError(f"token id {token_id} is out of range for a BPE tokenizer with vocab_size "
+            raise InputError(f"token id {token_id} is out of range for a BPE tokenizer with vocab_size "
                              f"{self.vocab_size} (allowed: 0..{self.vocab_size - 1})")
         return bytes(BYTE_DECODER[char] for char in piece)
 
@@ -185,12 +187,12 @@ def _check_texts(texts: Iterable[str]) -> Iterator[str]:
     # lone surrogates (e.g. from errors="surrogateescape") have no UTF-8 form: byte-level BPE can't take them
     for text in texts:
         if not isinstance(text, str):
-            raise ValueError(f"BPE tokenizer expects str, got {type(text).__name__}")
+            raise InputError(f"BPE tokenizer expects str, got {type(text).__name__}")
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as error:
             bad = text[error.start]
-            raise ValueError(f"text contains a lone surrogate {bad!r} at position {error.start}; it is not "
+            raise InputError(f"text contains a lone surrogate {bad!r} at position {error.start}; it is not "
                              f"valid Unicode text and cannot be encoded as UTF-8 bytes") from None
         yield text
 
@@ -205,16 +207,16 @@ def build_tokenizer(kind: str, text: str, vocab_size: int) -> Tokenizer:
         return CharTokenizer.train(text)
     if kind == "bpe":
         if not text:
-            raise ValueError("cannot train a BPE tokenizer on empty text")
+            raise InputError("cannot train a BPE tokenizer on empty text")
         return BPETokenizer.train(safe_chunks(text), vocab_size)
-    raise ValueError(f"unknown tokenizer kind {kind!r}; allowed kinds: {', '.join(KINDS)}")
+    raise InputError(f"unknown tokenizer kind {kind!r}; allowed kinds: {', '.join(KINDS)}")
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
     directory = Path(directory)
     meta_path = directory / META_FILE
     if not meta_path.is_file():
-        raise FileNotFoundError(f"no tokenizer in {directory}: {meta_path} is missing")
+        raise MissingFileError(f"no tokenizer in {directory}: {meta_path} is missing")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         kind = meta["kind"]
@@ -223,11 +225,11 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
         if kind == "bpe":
             bpe_path = directory / BPE_FILE
             if not bpe_path.is_file():
-                raise FileNotFoundError(f"BPE tokenizer in {directory} is incomplete: {bpe_path} is missing")
+                raise MissingFileError(f"BPE tokenizer in {directory} is incomplete: {bpe_path} is missing")
             return BPETokenizer(HFTokenizer.from_file(str(bpe_path)), eot_id=meta["eot_id"])
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{meta_path} is not a valid zoo tokenizer file ({error!r})") from None
-    raise ValueError(f"{meta_path} has unknown tokenizer kind {kind!r}; allowed kinds: {', '.join(KINDS)}")
+        raise InputError(f"{meta_path} is not a valid zoo tokenizer file ({error!r})") from None
+    raise InputError(f"{meta_path} has unknown tokenizer kind {kind!r}; allowed kinds: {', '.join(KINDS)}")
 
 
 def _write_meta(directory: str | Path, meta: dict) -> Path:
@@ -247,7 +249,7 @@ _CUT = re.compile(r"(?<=\S)(?=\n)")
 def safe_chunks(text: str, chunk_chars: int = CHUNK_CHARS) -> Iterator[str]:
     """Split `text` into pieces of about `chunk_chars` whose encodings concatenate to the whole's encoding."""
     if chunk_chars < 1:
-        raise ValueError(f"chunk_chars must be a positive number of characters, got {chunk_chars}")
+        raise InputError(f"chunk_chars must be a positive number of characters, got {chunk_chars}")
     start = 0
     while len(text) - start > chunk_chars:
         cut = _CUT.search(text, start + chunk_chars)

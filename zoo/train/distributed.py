@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from zoo.errors import InputError
+
 
 @dataclass
 class Dist:
@@ -43,13 +45,13 @@ def setup(grouped: bool, device: str = "auto", strategy: str = "single") -> Dist
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if launched else 1
     local_rank = int(os.environ.get("LOCAL_RANK", 0)) if launched else 0
     if not grouped and world_size > 1:
-        raise ValueError(f"train.strategy={strategy} under torchrun with {world_size} processes; "
+        raise InputError(f"train.strategy={strategy} under torchrun with {world_size} processes; "
                          f"use one of ddp, zero1, fsdp")
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"train.device={device!r}; allowed: auto, cpu, cuda")
+        raise InputError(f"train.device={device!r}; allowed: auto, cpu, cuda")
     if device == "cuda":
         torch.cuda.set_device(local_rank)
         torch_device = torch.device("cuda", local_rank)

@@ -12,6 +12,8 @@ from pathlib import Path
 import safetensors.torch
 from torch import nn
 
+from zoo.errors import InputError
+
 # The backbone's linear layers (zoo/nn): fused QKV, attention output, cross-attention, MLP.
 DEFAULT_TARGETS = ("qkv", "q", "kv", "proj", "gate_up", "up", "down")
 
@@ -23,14 +25,14 @@ def parse_lora(spec: str) -> dict:
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key, sep, value = item.partition("=")
         if not sep or key not in allowed:
-            raise ValueError(f"bad LoRA option {item!r} in {spec!r}; expected key=value with keys "
+            raise InputError(f"bad LoRA option {item!r} in {spec!r}; expected key=value with keys "
                              f"{', '.join(allowed)} (e.g. r=8,alpha=16)")
         try:
             options[key] = allowed[key](value)
         except ValueError:
-            raise ValueError(f"LoRA option {key} expects {allowed[key].__name__}, got {value!r}") from None
+            raise InputError(f"LoRA option {key} expects {allowed[key].__name__}, got {value!r}") from None
     if options.get("r", 8) < 1:
-        raise ValueError(f"LoRA rank r must be >= 1, got {options['r']}")
+        raise InputError(f"LoRA rank r must be >= 1, got {options['r']}")
     return options
 
 
@@ -42,7 +44,7 @@ def apply_lora(model: nn.Module, spec: str) -> nn.Module:
     present = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
     targets = [t for t in wanted if t in present]
     if not targets:
-        raise ValueError(f"LoRA targets {wanted} match no nn.Linear in {type(model).__name__}; "
+        raise InputError(f"LoRA targets {wanted} match no nn.Linear in {type(model).__name__}; "
                          f"its linear layers are named: {', '.join(sorted(present))}")
     config = LoraConfig(r=options.get("r", 8), lora_alpha=options.get("alpha", 16),
                         lora_dropout=options.get("dropout", 0.0), target_modules=targets)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from zoo.decoding import COMPUTE_METHODS
+from zoo.errors import InputError
 from zoo.train.distributed import Dist, setup
 
 STATE_FILE = "state.pt"
@@ -66,7 +67,7 @@ class Single:
     def load(self, wrapped: nn.Module, optimizer, directory: Path, sharded: dict) -> dict:
         """Restore model and optimizer in place; returns the saved `sharded` dict (same keys as given)."""
         if not (directory / STATE_FILE).exists():
-            raise ValueError(f"{directory} holds no {STATE_FILE}: it was written by the fsdp strategy (sharded), "
+            raise InputError(f"{directory} holds no {STATE_FILE}: it was written by the fsdp strategy (sharded), "
                              f"which cannot be resumed with {self.name}")
         state = torch.load(directory / STATE_FILE, map_location=self.env.device, weights_only=True)
         self.unwrap(wrapped).load_state_dict(state["model"])
@@ -160,7 +161,7 @@ class FSDP(Single):
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
         if not (directory / SHARDED_DIR).exists():
-            raise ValueError(f"{directory} was written by a strategy that keeps whole tensors ({STATE_FILE}); "
+            raise InputError(f"{directory} was written by a strategy that keeps whole tensors ({STATE_FILE}); "
                              f"resuming it with fsdp is not supported across FSDP's sharded format")
         model_state, optim_state = get_state_dict(wrapped, optimizer)
         state = {"model": model_state, "optim": optim_state, "sharded": sharded}
@@ -181,6 +182,6 @@ STRATEGIES = {cls.name: cls for cls in (Single, DDP, Zero1, FSDP)}
 def make_strategy(name: str, device: str, precision: str) -> Single:
     """Join the process group the strategy needs, then return it."""
     if name not in STRATEGIES:
-        raise ValueError(f"train.strategy={name!r}; allowed: {', '.join(STRATEGIES)}")
+        raise InputError(f"train.strategy={name!r}; allowed: {', '.join(STRATEGIES)}")
     cls = STRATEGIES[name]
     return cls(setup(cls.grouped, device, name), precision)

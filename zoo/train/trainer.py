@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from zoo.config import config_to_dict
+from zoo.errors import InputError, TrainingError
 from zoo.registry import Family, TrainingData, zoo_home
 from zoo.train import checkpointing
 from zoo.train.distributed import all_reduce_mean, teardown
@@ -68,18 +69,18 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
+            raise InputError(f"train.precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"train.strategy={self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
+            raise InputError(f"train.strategy={self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
         for name in ("steps", "batch_size", "grad_accum", "log_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
-            raise ValueError(f"train.num_workers must be >= 0, got {self.num_workers}")
+            raise InputError(f"train.num_workers must be >= 0, got {self.num_workers}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
-            raise ValueError(f"need 0 <= train.min_lr <= train.lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+            raise InputError(f"need 0 <= train.min_lr <= train.lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
         if not 0 <= self.ema < 1:
-            raise ValueError(f"train.ema is a decay in [0, 1), got {self.ema}")
+            raise InputError(f"train.ema is a decay in [0, 1), got {self.ema}")
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -113,15 +114,15 @@ class BatchPlan:
                  lengths: Sequence[int] | None = None):
         per_micro = batch_size // grad_accum
         if batch_size % (grad_accum * world_size):
-            raise ValueError(f"train.batch_size={batch_size} must be divisible by grad_accum * ranks = "
+            raise InputError(f"train.batch_size={batch_size} must be divisible by grad_accum * ranks = "
                              f"{grad_accum} * {world_size}")
         if n < 1:
-            raise ValueError("the training set is empty")
+            raise InputError("the training set is empty")
         self.n, self.batch_size, self.grad_accum = n, batch_size, grad_accum
         self.world_size, self.rank, self.seed = world_size, rank, seed
         self.per_rank = per_micro // world_size
         if lengths is not None and len(lengths) != n:
-            raise ValueError(f"TrainingData.lengths has {len(lengths)} entries for {n} training items")
+            raise InputError(f"TrainingData.lengths has {len(lengths)} entries for {n} training items")
         self.lengths = torch.as_tensor(lengths) if lengths is not None else None
         self._perms: dict[int, torch.Tensor] = {}
 
@@ -181,17 +182,17 @@ def split_loss(output, family: str) -> tuple[torch.Tensor, dict]:
     """A family's loss output -> (scalar loss, metrics). It may return the loss alone or (loss, metrics)."""
     loss, metrics = output if isinstance(output, tuple) else (output, {})
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-        raise ValueError(f"family {family!r}: loss must return a scalar tensor or (scalar tensor, dict of metrics), "
+        raise InputError(f"family {family!r}: loss must return a scalar tensor or (scalar tensor, dict of metrics), "
                          f"got {type(loss).__name__}{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}")
     clash = sorted(set(metrics) & set(STEP_FIELDS))
     if clash:
-        raise ValueError(f"family {family!r}: loss metrics may not be named {', '.join(clash)} (the trainer's own "
+        raise InputError(f"family {family!r}: loss metrics may not be named {', '.join(clash)} (the trainer's own "
                          f"log fields: {', '.join(STEP_FIELDS)})")
     return loss, metrics
 
 
-class NonFiniteError(RuntimeError):
-    pass
+class NonFiniteError(TrainingError):
+    """train.max_nonfinite non-finite steps in a row: the run stops, its last good checkpoint untouched."""
 
 
 def as_validation(metrics: dict) -> dict:
@@ -209,15 +210,15 @@ class Trainer:
                  data_path: str | None = None, name: str | None = None, resume: bool = False):
         for hook in ("prepare_data", "loss", "evaluate"):
             if getattr(family, hook) is None:
-                raise ValueError(f"family {family.name!r} cannot be trained: it has no {hook}")
+                raise InputError(f"family {family.name!r} cannot be trained: it has no {hook}")
         self.family, self.config, self.data_config = family, config, data_config
         self.out_dir, self.data_path, self.name = Path(out_dir), data_path, name
         self.strategy = make_strategy(config.strategy, config.device, config.precision)
         self.env = self.strategy.env
         if config.lora and not self.strategy.supports_lora:
-            raise ValueError(f"LoRA trains with strategy single or ddp, not {config.strategy}")
+            raise InputError(f"LoRA trains with strategy single or ddp, not {config.strategy}")
         if config.precision == "fp16" and self.env.device.type != "cuda":
-            raise ValueError("train.precision=fp16 needs CUDA (GradScaler); on CPU use bf16")
+            raise InputError("train.precision=fp16 needs CUDA (GradScaler); on CPU use bf16")
 
         seed_everything(config.seed)  # identical initial weights on every rank
         base = None
@@ -289,7 +290,7 @@ class Trainer:
         them); they are not part of the trained model, so not optimized, checkpointed, counted or sharded."""
         for name, module in frozen.items():
             if not isinstance(module, torch.nn.Module):
-                raise ValueError(f"family {self.family.name!r}: frozen[{name!r}] must be an nn.Module, "
+                raise InputError(f"family {self.family.name!r}: frozen[{name!r}] must be an nn.Module, "
                                  f"got {type(module).__name__}")
             module.to(self.env.device).eval().requires_grad_(False)
         return frozen
@@ -313,7 +314,7 @@ class Trainer:
         groups = self.family.param_groups(named, self.config.weight_decay)
         grouped = sum(len(g["params"]) for g in groups)
         if grouped != len(named) or len({id(p) for g in groups for p in g["params"]}) != len(named):
-            raise ValueError(f"family {self.family.name!r}: param_groups must place each of the {len(named)} trained "
+            raise InputError(f"family {self.family.name!r}: param_groups must place each of the {len(named)} trained "
                              f"parameters in exactly one group (got {grouped})")
         lr_scales = [float(g.pop("lr_scale", 1.0)) for g in groups]  # applied by the schedule in train_step
         optimizer = self.strategy.make_optimizer(groups, lr=self.config.lr,
@@ -569,7 +570,7 @@ def train(name: str, out: str | Path | None = None, data: str | None = None, ste
     sections = parse_sets(list(sets))
     model_config = replace_config(entry.make_config(), sections["model"], "model")
     if family.data_config is None and sections["data"]:
-        raise ValueError(f"family {family.name!r} has no data settings; drop --set data.*")
+        raise InputError(f"family {family.name!r} has no data settings; drop --set data.*")
     data_config = replace_config(replace_config(family.data_config(), entry.data, "data"), sections["data"],
                                  "data") if family.data_config else None
     train_overrides = {**entry.train, **({"steps": steps} if steps is not None else {}),
@@ -596,5 +597,5 @@ def _check_resume_config(out_dir: Path, config: TrainConfig):
     free = ("steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints", "tensorboard", "num_workers")
     changed = [k for k in now if k not in free and saved.get(k) != now[k]]
     if changed:
-        raise ValueError(f"--resume with different training settings than {saved_path}: "
+        raise InputError(f"--resume with different training settings than {saved_path}: "
                          + ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed))

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.checkpoint import PretrainedMixin
+from zoo.errors import InputError
 from zoo.registry import Family, register_family, register_model
 from zoo.vision.commands import CLASSIFY
 from zoo.vision.data import VisionDataConfig, evaluate, example_batch, loss, prepare_data
@@ -99,20 +100,20 @@ class AlexNetConfig:
     def __post_init__(self):
         for name in ("widths", "kernels", "strides", "paddings"):
             if len(getattr(self, name)) != N_CONVS:
-                raise ValueError(f"AlexNetConfig.{name}={getattr(self, name)} must have {N_CONVS} entries "
+                raise InputError(f"AlexNetConfig.{name}={getattr(self, name)} must have {N_CONVS} entries "
                                  f"(conv1..conv5)")
         if len(self.fc_dims) != 2:
-            raise ValueError(f"AlexNetConfig.fc_dims={self.fc_dims} must have 2 entries (fc6, fc7)")
+            raise InputError(f"AlexNetConfig.fc_dims={self.fc_dims} must have 2 entries (fc6, fc7)")
         for name in ("num_classes", "image_size", "in_channels", "pool_size", "pool_stride", "pooled_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"AlexNetConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"AlexNetConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"AlexNetConfig.dropout must be in [0, 1), got {self.dropout}")
+            raise InputError(f"AlexNetConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.class_names and len(self.class_names) != self.num_classes:
-            raise ValueError(f"AlexNetConfig has {len(self.class_names)} class_names but num_classes="
+            raise InputError(f"AlexNetConfig has {len(self.class_names)} class_names but num_classes="
                              f"{self.num_classes}")
         if self.feature_size() < 1:
-            raise ValueError(f"AlexNetConfig.image_size={self.image_size} is too small for these kernels, strides "
+            raise InputError(f"AlexNetConfig.image_size={self.image_size} is too small for these kernels, strides "
                              f"and pools (the feature map vanishes); allowed: image_size >= {self.min_image_size()}")
 
     def feature_size(self, image_size: int | None = None) -> int:
@@ -171,7 +172,7 @@ class AlexNet(nn.Module, PretrainedMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) normalised images -> logits (B, num_classes)."""
         if x.dim() != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(f"AlexNet expects images of shape (B, {self.config.in_channels}, H, W), "
+            raise InputError(f"AlexNet expects images of shape (B, {self.config.in_channels}, H, W), "
                              f"got {tuple(x.shape)}")
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -187,13 +188,13 @@ class AlexNet(nn.Module, PretrainedMixin):
         """Load `torchvision.models.alexnet().state_dict()` (e.g. its ImageNet weights) into a `lrn=False`
         model with torchvision's widths; `strict`: every tensor must be used and every parameter set."""
         if self.config.lrn:
-            raise ValueError("torchvision's AlexNet has no local response normalisation: build the model with "
+            raise InputError("torchvision's AlexNet has no local response normalisation: build the model with "
                              "lrn=False, e.g. zoo.load('alexnet', lrn=False)")
         mapped = {}
         for key, value in state_dict.items():
             module, _, name = key.rpartition(".")
             if module not in TORCHVISION_NAMES:
-                raise ValueError(f"unexpected key {key!r} in the torchvision state dict; known modules: "
+                raise InputError(f"unexpected key {key!r} in the torchvision state dict; known modules: "
                                  f"{', '.join(TORCHVISION_NAMES)}")
             mapped[f"{TORCHVISION_NAMES[module]}.{name}"] = value
         self.load_state_dict(mapped, strict=True)

@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from zoo.data.shapes import TASKS, SceneConfig, ShapesDataset, materialize
+from zoo.errors import InputError, MissingFileError
 from zoo.plots import save_confusion_matrix
 from zoo.registry import TrainingData
 from zoo.utils import eval_mode, model_device, written_atomically
@@ -66,16 +67,16 @@ class VisionDataConfig:
 
     def __post_init__(self):
         if self.task not in TASKS:
-            raise ValueError(f"VisionDataConfig.task={self.task!r}; allowed: {', '.join(TASKS)}")
+            raise InputError(f"VisionDataConfig.task={self.task!r}; allowed: {', '.join(TASKS)}")
         for name in ("n_train", "n_val"):
             if getattr(self, name) < 1:
-                raise ValueError(f"VisionDataConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"VisionDataConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size is not None and self.image_size < 16:
-            raise ValueError(f"VisionDataConfig.image_size must be >= 16 (or None), got {self.image_size}")
+            raise InputError(f"VisionDataConfig.image_size must be >= 16 (or None), got {self.image_size}")
         if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"VisionDataConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
+            raise InputError(f"VisionDataConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.seed < 0:
-            raise ValueError(f"VisionDataConfig.seed must be >= 0, got {self.seed}")
+            raise InputError(f"VisionDataConfig.seed must be >= 0, got {self.seed}")
 
 
 class ImageTensors(Dataset):
@@ -152,7 +153,7 @@ def load_image(path: str | Path) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         from torchvision.datasets.folder import IMG_EXTENSIONS
 
-        raise ValueError(f"cannot read image {path}: {error}. Remove or replace the file "
+        raise InputError(f"cannot read image {path}: {error}. Remove or replace the file "
                          f"(supported: {', '.join(IMG_EXTENSIONS)})") from None
     return to_rgb(image)
 
@@ -188,16 +189,16 @@ def scan_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
     """Class names and (file, label) samples of an ImageFolder tree, in ImageFolder's order (hidden folders
     such as .ipynb_checkpoints are not classes). Non-image files are skipped with one warning."""
     if not root.exists():
-        raise FileNotFoundError(f"image folder {root} does not exist (expected root/<class>/<image>)")
+        raise MissingFileError(f"image folder {root} does not exist (expected root/<class>/<image>)")
     if not root.is_dir():
-        raise ValueError(f"--data {root} is a file; expected a folder laid out as root/<class>/<image> "
+        raise InputError(f"--data {root} is a file; expected a folder laid out as root/<class>/<image> "
                          f"(torchvision ImageFolder)")
     entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
     if not entries:
-        raise ValueError(f"image folder {root} is empty; expected root/<class>/<image> (torchvision ImageFolder)")
+        raise InputError(f"image folder {root} is empty; expected root/<class>/<image> (torchvision ImageFolder)")
     classes = sorted(e.name for e in entries if e.is_dir())
     if not classes:
-        raise ValueError(f"image folder {root} has no class subfolders (found only files such as "
+        raise InputError(f"image folder {root} has no class subfolders (found only files such as "
                          f"{sorted(e.name for e in entries)[0]!r}); expected root/<class>/<image>, one folder "
                          f"per class (torchvision ImageFolder)")
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
@@ -218,7 +219,7 @@ def scan_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
     counts = np.bincount([label for _, label in samples], minlength=len(classes))
     empty = [c for c, n in zip(classes, counts) if n == 0]
     if empty:
-        raise ValueError(f"class folder(s) {', '.join(empty)} in {root} hold no images "
+        raise InputError(f"class folder(s) {', '.join(empty)} in {root} hold no images "
                          f"(image extensions: {', '.join(IMG_EXTENSIONS)})")
     return classes, samples
 
@@ -255,7 +256,7 @@ def folder_data(root: Path, data_config: VisionDataConfig, image_size: int, cach
     if (root / "train").is_dir() and (root / "val").is_dir():
         (classes, train_samples), (val_classes, val_samples) = scan_folder(root / "train"), scan_folder(root / "val")
         if val_classes != classes:
-            raise ValueError(f"{root}/train and {root}/val hold different classes: only in train: "
+            raise InputError(f"{root}/train and {root}/val hold different classes: only in train: "
                              f"{sorted(set(classes) - set(val_classes))}, only in val: "
                              f"{sorted(set(val_classes) - set(classes))}")
         train_images, train_labels = decode_folder(root / "train", train_samples, image_size, cache_dir)
@@ -263,7 +264,7 @@ def folder_data(root: Path, data_config: VisionDataConfig, image_size: int, cach
     else:
         classes, samples = scan_folder(root)
         if len(samples) < 2:
-            raise ValueError(f"image folder {root} holds {len(samples)} image(s); a train/val split needs >= 2")
+            raise InputError(f"image folder {root} holds {len(samples)} image(s); a train/val split needs >= 2")
         images, labels = decode_folder(root, samples, image_size, cache_dir)
         order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(data_config.seed))
         n_val = min(max(1, round(len(samples) * data_config.val_fraction)), len(samples) - 1)
@@ -292,12 +293,12 @@ def prepare_data(config, data_config: VisionDataConfig, path=None, cache_dir=Non
         known = list(model.config.class_names)
         unknown = [c for c in classes if c not in known]
         if unknown:
-            raise ValueError(f"the data holds classes the model was not trained on: {', '.join(unknown)}; "
+            raise InputError(f"the data holds classes the model was not trained on: {', '.join(unknown)}; "
                              f"the model knows: {', '.join(known)}")
         remap = torch.tensor([known.index(c) for c in classes], dtype=torch.long)
         train_labels, val_labels, classes = remap[train_labels], remap[val_labels], known
     elif model is not None and model.config.num_classes != len(classes):
-        raise ValueError(f"the model has {model.config.num_classes} classes (and no class names) but the data "
+        raise InputError(f"the model has {model.config.num_classes} classes (and no class names) but the data "
                          f"has {len(classes)}: {', '.join(classes)}")
     config = dataclasses.replace(config, num_classes=len(classes), class_names=tuple(classes), image_size=image_size)
     augment = train_transform(data_config, builtin=path is None, image_size=image_size)
@@ -328,7 +329,7 @@ def evaluate(model: nn.Module, data, data_config: VisionDataConfig | None = None
     dataset = data.val if isinstance(data, TrainingData) else data
     n = min(len(dataset), QUICK_EVAL_IMAGES) if quick else len(dataset)
     if n == 0:
-        raise ValueError("evaluate needs at least one validation image; the dataset is empty")
+        raise InputError("evaluate needs at least one validation image; the dataset is empty")
     num_classes = model.config.num_classes
     names = list(model.config.class_names) or list(getattr(dataset, "classes", [])) or [
         str(i) for i in range(num_classes)]
@@ -360,10 +361,10 @@ def classify(model: nn.Module, image_path: str | Path, top_k: int = 5) -> list[t
     """The top_k (class name, probability) pairs for one image file, most likely first. The image is prepared
     as in training: RGB, shorter side to the model's image_size, centre crop, ImageNet normalisation."""
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise InputError(f"top_k must be >= 1, got {top_k}")
     path = Path(image_path)
     if not path.is_file():
-        raise FileNotFoundError(f"no image file {path}")
+        raise MissingFileError(f"no image file {path}")
     x = normalize(image_to_tensor(load_image(path), model.config.image_size))[None]  # (1, 3, S, S)
     with eval_mode(model):
         probs = model(x.to(model_device(model))).float().softmax(dim=-1)[0]  # (classes,)

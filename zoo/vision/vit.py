@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from zoo.checkpoint import PretrainedMixin
+from zoo.errors import InputError, InputTypeError
 from zoo.nn import Transformer, TransformerConfig, grid_positions
 from zoo.registry import Family, register_family, register_model
 from zoo.vision.data import VisionDataConfig, evaluate, example_batch, loss, prepare_data
@@ -57,31 +58,31 @@ class ViTConfig:
 
     def __post_init__(self):
         if self.pool not in POOLS:
-            raise ValueError(f"ViTConfig.pool={self.pool!r}; allowed: {', '.join(POOLS)}")
+            raise InputError(f"ViTConfig.pool={self.pool!r}; allowed: {', '.join(POOLS)}")
         for name in ("num_classes", "image_size", "in_channels", "patch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"ViTConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"ViTConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size % self.patch_size:
-            raise ValueError(f"ViTConfig.image_size={self.image_size} is not divisible by patch_size="
+            raise InputError(f"ViTConfig.image_size={self.image_size} is not divisible by patch_size="
                              f"{self.patch_size}; allowed: a multiple of the patch size")
         if self.class_names and len(self.class_names) != self.num_classes:
-            raise ValueError(f"ViTConfig has {len(self.class_names)} class_names but num_classes={self.num_classes}")
+            raise InputError(f"ViTConfig has {len(self.class_names)} class_names but num_classes={self.num_classes}")
         b = self.backbone
         if not isinstance(b, TransformerConfig):
-            raise TypeError(f"ViTConfig.backbone must be a TransformerConfig, got {type(b).__name__} (a dict of "
-                            f"fields goes through zoo.config.replace_config / config_from_dict)")
+            raise InputTypeError(f"ViTConfig.backbone must be a TransformerConfig, got {type(b).__name__} (a dict of "
+                                 f"fields goes through zoo.config.replace_config / config_from_dict)")
         # What the ViT needs from the shared backbone:
         if b.positions != "rope2d":
-            raise ValueError(f"ViTConfig.backbone.positions={b.positions!r}; allowed: rope2d (patches are placed "
+            raise InputError(f"ViTConfig.backbone.positions={b.positions!r}; allowed: rope2d (patches are placed "
                              f"by their (row, column) in the grid)")
         if b.causal:
-            raise ValueError("ViTConfig.backbone.causal=True; allowed: False (every patch attends to every other)")
+            raise InputError("ViTConfig.backbone.causal=True; allowed: False (every patch attends to every other)")
         for name in ("cross_attention", "adaln"):
             if getattr(b, name):
-                raise ValueError(f"ViTConfig.backbone.{name}=True; allowed: False (ViT has no context or "
+                raise InputError(f"ViTConfig.backbone.{name}=True; allowed: False (ViT has no context or "
                                  f"conditioning input)")
         if b.max_seq_len < self.num_tokens:
-            raise ValueError(f"ViTConfig.backbone.max_seq_len={b.max_seq_len} is too small for {self.num_tokens} "
+            raise InputError(f"ViTConfig.backbone.max_seq_len={b.max_seq_len} is too small for {self.num_tokens} "
                              f"tokens ({self.grid}x{self.grid} patches of {self.image_size} px images"
                              f"{' + the class token' if self.pool == 'cls' else ''}); allowed: >= {self.num_tokens}, "
                              f"e.g. {max_tokens(self.image_size, self.patch_size)} for images up to twice the side")
@@ -129,9 +130,9 @@ class ViT(nn.Module, PretrainedMixin):
         """x: (B, C, H, W) normalised images, H and W multiples of patch_size -> logits (B, num_classes)."""
         c = self.config
         if x.dim() != 4 or x.shape[1] != c.in_channels:
-            raise ValueError(f"ViT expects images of shape (B, {c.in_channels}, H, W), got {tuple(x.shape)}")
+            raise InputError(f"ViT expects images of shape (B, {c.in_channels}, H, W), got {tuple(x.shape)}")
         if x.shape[2] % c.patch_size or x.shape[3] % c.patch_size:
-            raise ValueError(f"ViT image size {tuple(x.shape[2:])} is not a multiple of patch_size={c.patch_size}")
+            raise InputError(f"ViT image size {tuple(x.shape[2:])} is not a multiple of patch_size={c.patch_size}")
         x = self.patch_embed(x)  # (B, dim, h, w)
         B, _, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)  # (B, h*w, dim), row-major like grid_positions
