@@ -8,6 +8,7 @@
     zoo generate DIR --prompt TEXT [--max-new-tokens N --temperature T --top-k K --top-p P --seed S]
                  [--stream] [--json] [--show-probs]
     zoo classify DIR IMAGE [--top-k K]
+    zoo export DIR [--to hf] OUT                      a trained model as a folder transformers / diffusers load
     zoo demo [--out runs/demo] [--train]               every shipped model on fresh input -> runs/demo/report.html
 
 Errors a user can cause (a bad name, path, value) print one clear line and exit with status 2.
@@ -73,6 +74,15 @@ def cmd_reproduce(args):
           f"{Path(report['out']) / 'reproduce.json'}")
 
 
+def cmd_export(args):
+    import zoo
+    from zoo.interop import export_hf
+    from zoo.models import trained_dir
+
+    out = export_hf(zoo.load(trained_dir(args.dir)), args.out)
+    print(f"wrote {out}")
+
+
 def cmd_demo(args):
     from zoo.demo import run_demo
 
@@ -109,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: runs/reproduce/NAME)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object (last line)")
     p.set_defaults(fn=cmd_reproduce)
+
+    p = sub.add_parser("export", help="write a trained model in another ecosystem's format")
+    p.add_argument("dir", help="a model directory or a name with trained weights")
+    p.add_argument("--to", default="hf", choices=["hf"], help="the format: a folder transformers / diffusers load")
+    p.add_argument("out", help="the folder to write (new or empty)")
+    p.set_defaults(fn=cmd_export)
 
     for family in families():  # the verbs each family serves: generate, classify, ...
         for command in family.commands:

@@ -16,6 +16,7 @@ from torch import nn
 from zoo.checkpoint import CONFIG_FILE, load_pretrained
 from zoo.config import replace_config
 from zoo.errors import MissingFileError
+from zoo.interop import hf_format, load_hf
 from zoo.registry import get_family, get_model_entry, list_models, zoo_home
 from zoo.shipped import load_shipped, shipped_dir, verify, weights_root
 
@@ -33,7 +34,9 @@ def build_model(name: str, **overrides) -> nn.Module:
 def load(name_or_dir: str | os.PathLike, pretrained: bool = False, device=None, dtype=None, **overrides) -> nn.Module:
     """Build a registered model, or rebuild a saved one (see the module docstring)."""
     path = Path(name_or_dir)
-    if path.exists():
+    if path.is_dir() and hf_format(path) is not None:  # a transformers / diffusers folder (zoo/interop.py)
+        model = load_hf(path, **overrides)
+    elif path.exists():
         model = load_pretrained(path, **overrides)
     else:
         if os.sep in str(name_or_dir) or str(name_or_dir).startswith("."):

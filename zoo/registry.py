@@ -87,6 +87,21 @@ def no_flop_formula(model: nn.Module, data_config) -> None:
 
 
 @dataclass(frozen=True)
+class HFFormat:
+    """How a family reads and writes checkpoints in the Hugging Face folder format (zoo/interop.py).
+
+    reads: the transformers `model_type` / diffusers `_class_name` values it converts ("gpt2", "llama", ...)
+    load(directory, **overrides) -> the zoo model, its tokenizer set as an extra where the folder has one; built
+        with zoo.interop.parameters_on_meta and filled with zoo.interop.fill so that nothing is held twice
+    export(model, out) -> writes a folder transformers / diffusers load (None: the family does not export)
+    """
+
+    reads: tuple[str, ...]
+    load: Callable[..., nn.Module]
+    export: Callable[[nn.Module, Path], None] | None = None
+
+
+@dataclass(frozen=True)
 class Family:
     """How to build, feed, train, evaluate and serve one kind of model. Every hook below a blank line has a
     default, so a family states only what is its own.
@@ -117,6 +132,7 @@ class Family:
     tiny: config overrides giving a test-sized model of any of the family's named sizes.
     save_extras(model, directory) / load_extras(model, directory): files beside the weights.
     commands: the `zoo` subcommands this family serves.
+    hf: the Hugging Face checkpoint formats it reads and writes (HFFormat), if any.
     """
 
     name: str
@@ -136,6 +152,7 @@ class Family:
     save_extras: Callable | None = None
     load_extras: Callable | None = None
     commands: tuple[Command, ...] = ()
+    hf: HFFormat | None = None
 
 
 @dataclass(frozen=True)
