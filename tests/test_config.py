@@ -101,7 +101,7 @@ def test_partial_dict_update_keeps_the_recipes_other_backbone_fields():
     assert model.backbone.blocks[0].mlp.down.weight.shape == (128, 256)  # hidden = mlp_ratio * dim
     assert model.max_seq_len == 256
     dotted = zoo.load("gpt-nano", **{"backbone.n_layers": 2, "backbone.n_kv_heads": "2"})
-    assert dotted.config.backbone == TransformerConfig(**{**config_to_dict(backbone), "n_kv_heads": 2})
+    assert dotted.config.backbone == config_from_dict(TransformerConfig, {**config_to_dict(backbone), "n_kv_heads": 2})
 
 
 def test_set_at_depth_two_reaches_the_backbone_of_the_built_model():

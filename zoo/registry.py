@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from zoo.errors import InputError
+from zoo.errors import InputError, InputTypeError
 
 # Modules whose import registers families and models; imported on first use (timm does the same).
 FAMILY_MODULES = ("zoo.text.gpt", "zoo.vision.alexnet", "zoo.vision.vit", "zoo.speech.whisper", "zoo.diffusion.vae",
@@ -91,14 +91,22 @@ class HFFormat:
     """How a family reads and writes checkpoints in the Hugging Face folder format (zoo/interop.py).
 
     reads: the transformers `model_type` / diffusers `_class_name` values it converts ("gpt2", "llama", ...)
-    load(directory, **overrides) -> the zoo model, its tokenizer set as an extra where the folder has one; built
-        with zoo.interop.parameters_on_meta and filled with zoo.interop.fill so that nothing is held twice
-    export(model, out) -> writes a folder transformers / diffusers load (None: the family does not export)
+    module: the converter module, imported only when a folder or an export asks for it (it imports the family's
+        model, so the family names it rather than imports it). It defines
+        load(directory, **overrides) -> the zoo model, its tokenizer set as an extra where the folder has one;
+            built with zoo.interop.parameters_on_meta and filled with zoo.interop.fill so nothing is held twice
+        export(model, out), optional -> writes a folder transformers / diffusers load
     """
 
     reads: tuple[str, ...]
-    load: Callable[..., nn.Module]
-    export: Callable[[nn.Module, Path], None] | None = None
+    module: str
+
+    def converter(self):
+        return importlib.import_module(self.module)
+
+    @property
+    def exports(self) -> bool:
+        return hasattr(self.converter(), "export")
 
 
 @dataclass(frozen=True)
@@ -214,6 +222,8 @@ def import_families():
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style wildcard, sorted: `zoo.list_models("gpt*")`."""
+    if not isinstance(pattern, str):
+        raise InputTypeError(f"list_models() takes a shell-style pattern such as 'gpt*' (a str), got {pattern!r}")
     import_families()
     return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
 
@@ -224,6 +234,8 @@ def families() -> list[Family]:
 
 
 def get_model_entry(name: str) -> ModelEntry:
+    if not isinstance(name, str):
+        raise InputTypeError(f"a model name is a str (see zoo.list_models()), got {type(name).__name__}")
     import_families()
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.4)

@@ -3,6 +3,7 @@ with Latent Diffusion Models", sec. 3.1), diffusers' `AutoencoderKL` built from 
 trainer as its own family. The text-to-image model (a DiT, next) learns in its latent space.
 
     vae = zoo.load("vae-shapes")                       # random init; zoo.load(DIR) for a trained one
+    vae = zoo.load("sd-vae/")                          # a diffusers AutoencoderKL folder (zoo/diffusion/hf.py)
     posterior = vae.encode(images)                     # images (B, 3, H, W) in [-1, 1] -> diagonal Gaussian q(z|x)
     z = vae.latents(images)                            # (B, 4, H/f, W/f) samples * scaling_factor: unit variance
     images = vae.decode(z)                             # scaled latents -> images, ~[-1, 1] (not clamped)
@@ -60,7 +61,7 @@ from torch.utils.data import Dataset
 from zoo.checkpoint import PretrainedMixin
 from zoo.diffusion.data import DiffusionDataConfig, DiffusionScenes, load_split
 from zoo.errors import InputError
-from zoo.registry import Family, TrainingData, register_family, register_model
+from zoo.registry import Family, HFFormat, TrainingData, register_family, register_model
 from zoo.utils import eval_mode, model_device, unwrapped
 
 DOWN_BLOCK, UP_BLOCK = "DownEncoderBlock2D", "UpDecoderBlock2D"
@@ -133,6 +134,17 @@ class VAEConfig:
         return self.image_size // self.factor
 
 
+def autoencoder_kwargs(c: VAEConfig) -> dict:
+    """The arguments of diffusers' AutoencoderKL that a VAEConfig sets; the others keep diffusers' defaults."""
+    n = len(c.block_out_channels)
+    return dict(in_channels=c.in_channels, out_channels=c.in_channels, down_block_types=(DOWN_BLOCK,) * n,
+                up_block_types=(UP_BLOCK,) * n, block_out_channels=c.block_out_channels,
+                layers_per_block=c.layers_per_block, latent_channels=c.latent_channels,
+                norm_num_groups=c.norm_num_groups, sample_size=c.image_size,
+                mid_block_add_attention=c.mid_block_attention,
+                scaling_factor=1.0 if c.scaling_factor is None else float(c.scaling_factor))
+
+
 class VAE(nn.Module, PretrainedMixin):
     """diffusers' AutoencoderKL (`self.autoencoder`) built from a VAEConfig, with the scaling factor applied by
     `latents` and undone by `decode`. Images are (B, in_channels, H, W) in [-1, 1], H and W multiples of factor."""
@@ -141,14 +153,8 @@ class VAE(nn.Module, PretrainedMixin):
         super().__init__()
         from diffusers import AutoencoderKL  # imported here: diffusers costs seconds at start-up
 
-        self.config = c = config
-        n = len(c.block_out_channels)
-        self.autoencoder = AutoencoderKL(
-            in_channels=c.in_channels, out_channels=c.in_channels, down_block_types=(DOWN_BLOCK,) * n,
-            up_block_types=(UP_BLOCK,) * n, block_out_channels=c.block_out_channels,
-            layers_per_block=c.layers_per_block, latent_channels=c.latent_channels, norm_num_groups=c.norm_num_groups,
-            sample_size=c.image_size, mid_block_add_attention=c.mid_block_attention,
-            scaling_factor=1.0 if c.scaling_factor is None else float(c.scaling_factor))
+        self.config = config
+        self.autoencoder = AutoencoderKL(**autoencoder_kwargs(config))
 
     @property
     def factor(self) -> int:
@@ -392,10 +398,12 @@ def blocks(model: VAE) -> list[nn.Module]:
 # ----------------------------------------------------------------------------------------------------
 # Registration: the family contract (zoo/registry.py) and the named sizes.
 
+
 register_family(Family(
     name="vae", config_class=VAEConfig, build=VAE, data_config=DiffusionDataConfig,
     prepare_data=prepare_data, loss=loss, evaluate=evaluate, example_batch=example_batch, blocks=blocks,
     # flops_per_sample: none given (convolutions at several resolutions); the trainer measures it once
+    hf=HFFormat(reads=("AutoencoderKL",), module="zoo.diffusion.hf"),  # diffusers' folder format
     tiny={"image_size": 16, "block_out_channels": (8, 16), "layers_per_block": 1, "norm_num_groups": 4},
 ))
 

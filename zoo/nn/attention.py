@@ -44,7 +44,9 @@ class Attention(nn.Module):
     """Self-attention (fused QKV projection) or cross-attention (queries from x, keys/values from context)."""
 
     def __init__(self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int, bias: bool = False,
-                 dropout: float = 0.0, cross: bool = False, context_dim: int | None = None):
+                 dropout: float = 0.0, cross: bool = False, context_dim: int | None = None,
+                 qkv_bias: bool | None = None):
+        """bias: on every projection; qkv_bias (None: as bias) overrides it for the query/key/value ones."""
         super().__init__()
         if n_heads % n_kv_heads:
             raise InputError(f"n_heads={n_heads} must be a multiple of n_kv_heads={n_kv_heads}")
@@ -52,11 +54,12 @@ class Attention(nn.Module):
         self.cross = cross
         self.dropout = dropout
         q_dim, kv_dim = n_heads * head_dim, n_kv_heads * head_dim
+        qkv_bias = bias if qkv_bias is None else qkv_bias
         if cross:
-            self.q = nn.Linear(dim, q_dim, bias=bias)
-            self.kv = nn.Linear(context_dim or dim, 2 * kv_dim, bias=bias)
+            self.q = nn.Linear(dim, q_dim, bias=qkv_bias)
+            self.kv = nn.Linear(context_dim or dim, 2 * kv_dim, bias=qkv_bias)
         else:
-            self.qkv = nn.Linear(dim, q_dim + 2 * kv_dim, bias=bias)
+            self.qkv = nn.Linear(dim, q_dim + 2 * kv_dim, bias=qkv_bias)
         self.proj = nn.Linear(q_dim, dim, bias=bias)
 
     def _heads(self, x: torch.Tensor, n_heads: int) -> torch.Tensor:

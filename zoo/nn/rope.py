@@ -12,7 +12,15 @@ dimensions, and it needs no strided views.
 2-D axial RoPE (for image patches, e.g. Heo et al., 2024 "Rotary Position Embedding for ViT") gives half
 of the rotation pairs the patch's row and the other half its column, so the score depends on the
 (row, column) offset between two patches.
+
+RoPE scaling stretches a trained model's context by slowing the rotations (RopeScaling): "linear" divides
+every frequency by `factor` (position interpolation; Chen et al., 2023), "llama3" divides only the low
+frequencies, whose wavelengths exceed the original context, keeps the high ones and blends in between (Meta's
+Llama 3.1; transformers' `_compute_llama3_parameters`).
 """
+
+import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,12 +28,48 @@ from torch import nn
 from zoo.errors import InputError
 
 POSITIONS = ("rope", "rope2d", "none")
+ROPE_SCALINGS = ("none", "linear", "llama3")
+
+
+@dataclass
+class RopeScaling:
+    kind: str = "none"  # none | linear | llama3
+    factor: float = 1.0  # how many times longer than the original context
+    low_freq_factor: float = 1.0  # llama3: wavelengths above original_max_seq_len / low_freq_factor are divided
+    high_freq_factor: float = 4.0  # llama3: wavelengths below original_max_seq_len / high_freq_factor are kept
+    original_max_seq_len: int = 8192  # llama3: the context the model was first trained with
+
+    def __post_init__(self):
+        if self.kind not in ROPE_SCALINGS:
+            raise InputError(f"RopeScaling.kind={self.kind!r}; allowed: {', '.join(ROPE_SCALINGS)}")
+        if not self.factor > 0:
+            raise InputError(f"RopeScaling.factor must be > 0, got {self.factor}")
+        if self.kind == "llama3" and not (self.high_freq_factor > self.low_freq_factor > 0
+                                          and self.original_max_seq_len >= 1):
+            raise InputError(f"llama3 RoPE scaling needs high_freq_factor > low_freq_factor > 0 and "
+                             f"original_max_seq_len >= 1, got {self.high_freq_factor}, {self.low_freq_factor}, "
+                             f"{self.original_max_seq_len}")
+
+
+def scale_frequencies(inv_freq: torch.Tensor, scaling: RopeScaling) -> torch.Tensor:
+    """The rotation frequencies after RoPE scaling (see the module docstring)."""
+    if scaling.kind == "linear":
+        return inv_freq / scaling.factor
+    if scaling.kind == "llama3":
+        s = scaling
+        wavelength = 2 * math.pi / inv_freq
+        # 0 where the wavelength exceeds original / low_freq_factor (divide by factor), 1 below original /
+        # high_freq_factor (keep), linear in the original context / wavelength ratio between the two
+        keep = ((s.original_max_seq_len / wavelength - s.low_freq_factor)
+                / (s.high_freq_factor - s.low_freq_factor)).clamp(0, 1)
+        return (1 - keep) * inv_freq / s.factor + keep * inv_freq
+    return inv_freq
 
 
 class RotaryEmbedding(nn.Module):
     """Turns integer positions into the (cos, sin) tables that `apply_rotary` uses."""
 
-    def __init__(self, head_dim: int, theta: float = 10000.0, axes: int = 1):
+    def __init__(self, head_dim: int, theta: float = 10000.0, axes: int = 1, scaling: RopeScaling | None = None):
         super().__init__()
         if head_dim % (2 * axes):
             raise InputError(f"head_dim={head_dim} must be divisible by {2 * axes} for {axes}-D RoPE")
@@ -33,7 +77,8 @@ class RotaryEmbedding(nn.Module):
         pairs_per_axis = head_dim // (2 * axes)
         exponent = torch.arange(pairs_per_axis, dtype=torch.float32) / pairs_per_axis
         # Non-persistent: derived from the config, so it never lands in a checkpoint.
-        self.register_buffer("inv_freq", theta ** -exponent, persistent=False)
+        inv_freq = scale_frequencies(theta ** -exponent, scaling or RopeScaling())
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """positions: (..., T) for 1-D or (..., T, 2) as (row, column) for 2-D. Returns cos, sin (..., T, d/2)."""

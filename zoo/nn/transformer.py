@@ -12,7 +12,7 @@ to zero so every block starts as the identity.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ from zoo.errors import InputError
 from zoo.nn.attention import Attention, KVCache
 from zoo.nn.mlp import MLPS, make_mlp
 from zoo.nn.norm import NORMS, make_norm
-from zoo.nn.rope import POSITIONS, RotaryEmbedding
+from zoo.nn.rope import POSITIONS, RopeScaling, RotaryEmbedding
 
 
 @dataclass
@@ -38,9 +38,11 @@ class TransformerConfig:
     norm: str = "rmsnorm"  # rmsnorm | layernorm
     norm_eps: float = 1e-6
     bias: bool = False
+    qkv_bias: bool | None = None  # None = bias; True with bias=False: Qwen2's biased q/k/v, unbiased output
     dropout: float = 0.0
     positions: str = "rope"  # rope | rope2d | none
     rope_theta: float = 10000.0
+    rope_scaling: RopeScaling = field(default_factory=RopeScaling)  # context extension (zoo/nn/rope.py)
     causal: bool = True
     cross_attention: bool = False
     context_dim: int | None = None  # None = dim
@@ -101,11 +103,11 @@ class Block(nn.Module):
         super().__init__()
         c = config
         self.attn_norm = make_norm(c.norm, c.dim, c.norm_eps, c.bias)
-        self.attn = Attention(c.dim, c.n_heads, c.kv_heads, c.head_size, c.bias, c.dropout)
+        self.attn = Attention(c.dim, c.n_heads, c.kv_heads, c.head_size, c.bias, c.dropout, qkv_bias=c.qkv_bias)
         if c.cross_attention:
             self.cross_norm = make_norm(c.norm, c.dim, c.norm_eps, c.bias)
             self.cross_attn = Attention(c.dim, c.n_heads, c.kv_heads, c.head_size, c.bias, c.dropout,
-                                        cross=True, context_dim=c.context_dim or c.dim)
+                                        cross=True, context_dim=c.context_dim or c.dim, qkv_bias=c.qkv_bias)
         self.mlp_norm = make_norm(c.norm, c.dim, c.norm_eps, c.bias)
         self.mlp = make_mlp(c.mlp, c.dim, c.mlp_hidden, c.bias, c.gelu_approximate)
         self.dropout = nn.Dropout(c.dropout)
@@ -179,7 +181,7 @@ class Transformer(nn.Module):
         self.rope = None
         if config.positions != "none":
             axes = 2 if config.positions == "rope2d" else 1
-            self.rope = RotaryEmbedding(config.head_size, config.rope_theta, axes)
+            self.rope = RotaryEmbedding(config.head_size, config.rope_theta, axes, config.rope_scaling)
         self.init_weights()
 
     def init_weights(self):
@@ -239,7 +241,7 @@ class Transformer(nn.Module):
             if positions is None:
                 if c.positions == "rope2d":
                     raise InputError("rope2d needs explicit positions of shape (T, 2); see zoo.nn.grid_positions")
-                positions = self._default_positions(B, T, start, mask, cache, x.device)
+                positions = self.default_positions(B, T, mask, cache, x.device)
             rope = self.rope(positions)
 
         attn_mask, is_causal = self._attention_mask(T, start, valid, x.device)
@@ -257,7 +259,11 @@ class Transformer(nn.Module):
             cache.length += T
         return self.norm(x) if self.norm is not None else x
 
-    def _default_positions(self, B, T, start, mask, cache, device) -> torch.Tensor:
+    def default_positions(self, B: int, T: int, mask: torch.Tensor | None, cache: Cache | None,
+                          device) -> torch.Tensor:
+        """Each row's positions for T new tokens: a left-padded row counts only its real tokens, so it gets the
+        positions of the unpadded prompt; with a cache, each row continues from its own next position (and this
+        call advances it, so call it once per forward)."""
         if cache is None and mask is None:
             return torch.arange(T, device=device)
         real = mask.long() if mask is not None else torch.ones(B, T, dtype=torch.long, device=device)

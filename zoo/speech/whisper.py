@@ -13,7 +13,9 @@ encoder attends with a padding mask instead of to 27 s of silence.
 
 Differences from the paper's model, each a choice of zoo's backbone: the decoder uses RoPE instead of learned
 positions (so the text context is not tied to 448 learned rows); the named sizes with Whisper's dimensions
-keep its LayerNorm + GELU MLP + biases, the CPU recipe uses the backbone's defaults (RMSNorm, GeGLU). An
+keep its LayerNorm + GELU MLP + biases, the CPU recipe uses the backbone's defaults (RMSNorm, GeGLU). Real
+Whisper checkpoints (`zoo.load` of a Hugging Face folder, zoo/speech/hf.py) set `learned_positions` and
+`pad_to_window`, which give back the paper's learned decoder positions and fixed 30 s encoder input. An
 optional CTC head on the encoder (Graves et al., 2006) trains jointly with the decoder's cross-entropy (the
 joint CTC-attention objective, Watanabe et al., 2017, "Hybrid CTC/Attention Architecture for End-to-End
 Speech Recognition"): it forces the encoder to align sounds with text early in training.
@@ -29,8 +31,9 @@ from torch import nn
 from zoo.checkpoint import PretrainedMixin
 from zoo.errors import InputError
 from zoo.nn import Transformer, TransformerConfig
-from zoo.registry import Family, register_family, register_model
+from zoo.registry import Family, HFFormat, register_family, register_model
 from zoo.speech import recipe
+from zoo.speech.audio import DYNAMIC_RANGE, LOG_FLOOR
 from zoo.speech.commands import TRANSCRIBE
 
 MAX_AUDIO_FRAMES = 1500  # encoder frames of a 30 s window: 3000 mel frames (10 ms hop) after the stride-2 stem
@@ -58,6 +61,13 @@ class WhisperConfig:
     # transcribe() decodes without timestamps unless asked (a model never taught them writes garbage timestamps,
     # and the segmenting that follows them drops text).
     timestamps: bool = False
+    # Whisper's learned absolute positions in the decoder (max_seq_len rows added to the token embeddings, as the
+    # paper's model and every real checkpoint) instead of the backbone's RoPE; needs decoder.positions='none'.
+    learned_positions: bool = False
+    # Feed the encoder whole 30 s windows (2 * encoder.max_seq_len mel frames), shorter clips padded with the
+    # log-mel of silence: real Whisper was trained on nothing else (openai/whisper pads every clip to 30 s), so
+    # its encoder must see the same. zoo's recipe keeps each clip at its own length instead.
+    pad_to_window: bool = False
     encoder: TransformerConfig = field(default_factory=encoder_backbone)
     decoder: TransformerConfig = field(default_factory=decoder_backbone)
 
@@ -67,6 +77,12 @@ class WhisperConfig:
             raise InputError(f"WhisperConfig.n_mels and vocab_size must be >= 1, got {self.n_mels}, {self.vocab_size}")
         if not 0.0 <= self.ctc_weight < 1.0:
             raise InputError(f"WhisperConfig.ctc_weight must be in [0, 1), got {self.ctc_weight}")
+        for name in ("timestamps", "learned_positions", "pad_to_window"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"WhisperConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.learned_positions and d.positions != "none":
+            raise InputError(f"WhisperConfig.learned_positions=True adds learned positions to the decoder's input, "
+                             f"so decoder.positions must be 'none', got {d.positions!r}")
         if e.causal or e.cross_attention or e.positions != "none":
             raise InputError("WhisperConfig.encoder must be bidirectional (causal=False), without cross-attention, "
                              "with positions='none' (the model adds sinusoidal positions)")
@@ -95,10 +111,13 @@ class Whisper(nn.Module, PretrainedMixin):
         self.register_buffer("audio_positions", sinusoids(e.max_seq_len, e.dim), persistent=False)
         self.encoder = Transformer(e)
         self.embed = nn.Embedding(c.vocab_size, d.dim)
+        self.text_positions = nn.Embedding(d.max_seq_len, d.dim) if c.learned_positions else None
         self.decoder = Transformer(d)
         self.head = nn.Linear(d.dim, c.vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied, as Whisper's decoder
         nn.init.normal_(self.embed.weight, std=0.02)
+        if self.text_positions is not None:
+            nn.init.normal_(self.text_positions.weight, std=0.02)
         # CTC over the transcript's UTF-8 bytes plus one blank (the last class): recipe.CTC_CLASSES
         self.ctc_head = nn.Linear(e.dim, recipe.CTC_CLASSES) if c.ctc_weight > 0 else None
         self.tokenizer = None  # attached by training / zoo.load (saved beside the weights)
@@ -123,6 +142,8 @@ class Whisper(nn.Module, PretrainedMixin):
         if mel_mask is not None and mel_mask.shape != (mel.shape[0], mel.shape[2]):
             raise InputError(f"Whisper expects mel_mask of shape (B, T) = {(mel.shape[0], mel.shape[2])}, "
                              f"got {tuple(mel_mask.shape)}")
+        if c.pad_to_window and mel.shape[2] <= 2 * c.encoder.max_seq_len:
+            mel, mel_mask = self._pad_to_window(mel, mel_mask)
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).transpose(1, 2)  # (B, S, d)
         S = x.shape[1]
@@ -136,6 +157,21 @@ class Whisper(nn.Module, PretrainedMixin):
         x = x + self.audio_positions[:S].to(x.dtype)
         return self.encoder(x, mask=mask), mask
 
+    def _pad_to_window(self, mel: torch.Tensor, mel_mask: torch.Tensor | None) -> tuple[torch.Tensor, None]:
+        """(B, n_mels, T) -> (B, n_mels, 2 * encoder.max_seq_len), no mask: every clip padded to a whole window
+        with the log-mel of digital silence, as Whisper's front end pads the waveform with zeros (openai/whisper
+        audio.py, log_mel_spectrogram(padding=N_SAMPLES)). Silence is floored at 8 log10 units below the clip's
+        peak (but never below log10(LOG_FLOOR)), which zoo.speech.audio's (x + 4) / 4 maps to
+        max(peak - 2, (log10(LOG_FLOOR) + 4) / 4) for the normalised peak."""
+        B, n_mels, T = mel.shape
+        real = (mel_mask[:, None, :] if mel_mask is not None
+                else torch.ones(B, 1, T, dtype=torch.bool, device=mel.device))
+        peak = mel.masked_fill(~real, -math.inf).amax(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+        silence = (peak - DYNAMIC_RANGE / 4).clamp(min=(math.log10(LOG_FLOOR) + 4) / 4)
+        padded = silence.expand(B, n_mels, 2 * self.config.encoder.max_seq_len).clone()
+        padded[:, :, :T] = torch.where(real, mel, silence)
+        return padded, None
+
     # ------------------------------------------------------------------------------------------- decoder
 
     def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor,
@@ -145,8 +181,24 @@ class Whisper(nn.Module, PretrainedMixin):
         if tokens.dim() != 2 or tokens.shape[0] != audio_features.shape[0]:
             raise InputError(f"Whisper expects decoder tokens of shape (B, L) with B={audio_features.shape[0]}, "
                              f"got {tuple(tokens.shape)}")
-        x = self.decoder(self.embed(tokens), context=audio_features, context_mask=audio_mask)
+        x = self.decoder(self.embed_text(tokens), context=audio_features, context_mask=audio_mask)
         return self.head(x)
+
+    def embed_text(self, tokens: torch.Tensor, mask: torch.Tensor | None = None, cache=None) -> torch.Tensor:
+        """(B, T) tokens -> (B, T, d) decoder input: the token embeddings, plus the learned positions when the
+        config has them. Positions count each row's real tokens (mask: True for real ones; a cache: the ones
+        decoded so far), so a left-padded prompt sits where the unpadded one would, as with RoPE."""
+        x = self.embed(tokens)
+        if self.text_positions is None:
+            return x
+        B, T = tokens.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.max_seq_len:
+            raise InputError(f"sequence of {start + T} positions exceeds the limit of {self.max_seq_len} "
+                             f"(the decoder's learned positions, max_seq_len)")
+        real = mask.long() if mask is not None else torch.ones(B, T, dtype=torch.long, device=tokens.device)
+        before = cache.valid[:, :start].sum(dim=1, keepdim=True) if cache is not None and cache.has_padding else start
+        return x + self.text_positions((before + real.cumsum(dim=1) - 1).clamp(min=0))
 
     def forward(self, mel: torch.Tensor, tokens: torch.Tensor, mel_mask: torch.Tensor | None = None,
                 ctc: bool = False):
@@ -170,12 +222,13 @@ class Whisper(nn.Module, PretrainedMixin):
                 audio_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) left-padded prompts over the audio features -> (B, V) logits of each prompt's next token. The
         cross-attention keys/values of the audio are computed here, once, and kept in the cache."""
-        x = self.decoder(self.embed(tokens), mask=mask, cache=cache, context=audio_features, context_mask=audio_mask)
+        x = self.decoder(self.embed_text(tokens, mask, cache), mask=mask, cache=cache, context=audio_features,
+                         context_mask=audio_mask)
         return self.head(x[:, -1])
 
     def step(self, tokens: torch.Tensor, cache) -> torch.Tensor:
         """(B, 1) new tokens -> (B, V) next-token logits, appended to the cache."""
-        return self.head(self.decoder(self.embed(tokens), cache=cache)[:, -1])
+        return self.head(self.decoder(self.embed_text(tokens, cache=cache), cache=cache)[:, -1])
 
     # ------------------------------------------------- openai-whisper's API: model.transcribe, detect_language
 
@@ -255,6 +308,7 @@ register_family(Family(
     evaluate=recipe.evaluate, collate=recipe.collate, example_batch=recipe.example_batch,
     blocks=lambda model: [*model.encoder.blocks, *model.decoder.blocks],
     save_extras=_save_tokenizer, load_extras=_load_tokenizer, commands=(TRANSCRIBE,),
+    hf=HFFormat(reads=("whisper",), module="zoo.speech.hf"),  # transformers' format
     tiny={"vocab_size": 120, "encoder": {"n_layers": 1, "dim": 32, "n_heads": 2},
           "decoder": {"n_layers": 1, "dim": 32, "n_heads": 2}},
 ))

@@ -2,6 +2,10 @@
 
 token ids -> embedding -> zoo.nn.Transformer (causal; RoPE, GeGLU, GQA, fused attention) -> norm -> LM head
 The head shares the embedding matrix by default (Press & Wolf, 2017), as GPT-2 and nanoGPT do.
+
+Two options exist for checkpoints trained elsewhere (zoo/text/hf.py reads them): learned absolute position
+embeddings added to the token embeddings (GPT-2, with backbone.positions="none"), and a constant scale on the
+token embeddings (Gemma multiplies them by sqrt(dim)).
 """
 
 from dataclasses import dataclass, field
@@ -12,7 +16,7 @@ from torch import nn
 from zoo.checkpoint import PretrainedMixin
 from zoo.errors import InputError, InputTypeError
 from zoo.nn import Transformer, TransformerConfig
-from zoo.registry import Family, register_family, register_model
+from zoo.registry import Family, HFFormat, register_family, register_model
 from zoo.text import recipe
 from zoo.text.commands import GENERATE
 
@@ -31,6 +35,8 @@ class GPTConfig:
     vocab_size: int = 256  # set from the tokenizer when training on a corpus
     tie_embeddings: bool = True
     backbone: TransformerConfig = field(default_factory=gpt_backbone)  # width, depth, heads, context, MLP, ...
+    learned_positions: bool = False  # a learned embedding per position up to backbone.max_seq_len (GPT-2)
+    embed_scale: float = 1.0  # token embeddings are multiplied by it (Gemma: sqrt(dim))
 
     def __post_init__(self):
         if self.vocab_size < 1:
@@ -50,6 +56,8 @@ class GPTConfig:
             if getattr(b, name):
                 raise InputError(f"GPTConfig.backbone.{name}=True; allowed: False (GPT has no context or "
                                  f"conditioning input)")
+        if not self.embed_scale > 0:
+            raise InputError(f"GPTConfig.embed_scale must be > 0, got {self.embed_scale}")
 
 
 class GPT(nn.Module, PretrainedMixin):
@@ -57,10 +65,14 @@ class GPT(nn.Module, PretrainedMixin):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.backbone.dim)
+        self.pos_embed = nn.Embedding(config.backbone.max_seq_len, config.backbone.dim) if config.learned_positions \
+            else None
         self.dropout = nn.Dropout(config.backbone.dropout)
         self.backbone = Transformer(config.backbone)
         self.head = nn.Linear(config.backbone.dim, config.vocab_size, bias=False)
-        nn.init.normal_(self.embed.weight, std=0.02)
+        for embedding in (self.embed, self.pos_embed):
+            if embedding is not None:
+                nn.init.normal_(embedding.weight, std=0.02)
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
         else:
@@ -84,11 +96,26 @@ class GPT(nn.Module, PretrainedMixin):
         """
         if idx.dim() != 2:
             raise InputError(f"GPT expects token ids of shape (B, T), got {tuple(idx.shape)}")
-        x = self.dropout(self.embed(idx))  # (B, T, dim)
-        x = self.backbone(x, mask=mask, positions=positions, cache=cache)
+        x = self.embed(idx)  # (B, T, dim)
+        if self.config.embed_scale != 1.0:
+            x = x * self.config.embed_scale
+        if self.pos_embed is not None:
+            positions = self._learned_positions(idx, mask, positions, cache)
+            x = x + self.pos_embed(positions)
+        x = self.backbone(self.dropout(x), mask=mask, positions=positions, cache=cache)
         if last_only:
             x = x[:, -1:]  # generation needs only the next-token distribution: skip the other T-1 rows
         return self.head(x)
+
+    def _learned_positions(self, idx, mask, positions, cache) -> torch.Tensor:
+        """The positions to look up (computed once: the backbone reuses them for RoPE, if it has any)."""
+        end = idx.shape[1] + (cache.length if cache is not None else 0)
+        if end > self.max_seq_len:
+            raise InputError(f"sequence of {end} positions exceeds the {self.max_seq_len} learned position "
+                             f"embeddings (max_seq_len)")
+        if positions is None:  # the backbone's rule: left padding and cached rows keep their own positions
+            positions = self.backbone.default_positions(*idx.shape, mask, cache, idx.device)
+        return positions
 
     def make_cache(self, batch: int, max_len: int | None = None):
         return self.backbone.make_cache(batch, max_len)
@@ -123,12 +150,17 @@ def _load_tokenizer(model: GPT, directory):
     model.tokenizer = load_tokenizer(directory) if (directory / META_FILE).exists() else None
 
 
+# Hugging Face checkpoints: zoo/text/hf.py converts them (imported when a folder or an export asks for it)
+HF_READS = ("gpt2", "llama", "mistral", "qwen2", "gemma")
+
+
 register_family(Family(
     name="gpt", config_class=GPTConfig, build=GPT,
     data_config=recipe.TextDataConfig, prepare_data=recipe.prepare_data, loss=recipe.loss,
     evaluate=recipe.evaluate, flops_per_sample=recipe.flops_per_sample, example_batch=recipe.example_batch,
     blocks=lambda model: list(model.backbone.blocks),
     save_extras=_save_tokenizer, load_extras=_load_tokenizer, commands=(GENERATE,),
+    hf=HFFormat(reads=HF_READS, module="zoo.text.hf"),
     tiny={"vocab_size": 97, "backbone": {"n_layers": 2, "dim": 64, "n_heads": 4, "max_seq_len": 32}},
 ))
 
