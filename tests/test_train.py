@@ -1,10 +1,8 @@
-"""The one trainer: real torchrun/gloo processes on CPU (2 ranks) against one process, exact resume (one process
-and FSDP), gradient accumulation, bf16 (FSDP too), fp16 + GradScaler (CUDA only), torch.compile, activation
-checkpointing, LoRA, non-finite steps."""
+"""The one trainer: real torchrun/gloo processes on CPU (2 ranks) against one process, exact resume (one process;
+on 2 ranks: tests/test_resume_matrix.py), gradient accumulation, bf16 (FSDP too), fp16 + GradScaler (CUDA only),
+torch.compile, activation checkpointing, LoRA (non-finite steps: tests/test_reliability_distributed.py)."""
 
-import contextlib
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -12,41 +10,14 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 import zoo
+from tests.train_helpers import TINY, env_for, losses, run, zoo_train_cmd
 from zoo.registry import get_family
-from zoo.train import NonFiniteError, TrainConfig, Trainer, lr_at, train
-
-TINY = ["--set", "data.tokenizer=char", "--set", "model.backbone.n_layers=2", "--set", "model.backbone.dim=32",
-        "--set", "model.backbone.n_heads=2", "--set", "model.backbone.max_seq_len=16", "--set", "train.batch_size=8",
-        "--set", "train.log_every=1", "--set", "train.eval_every=0", "--set", "train.tensorboard=false",
-        "--set", "train.warmup=2", "--set", "train.lr=3e-3"]
-
-
-def env_for(zoo_home) -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_HOME": str(zoo_home), "PYTHONUNBUFFERED": "1"}
-
-
-def zoo_train_cmd(nproc: int | None, *args) -> list[str]:
-    if nproc is None:
-        return [sys.executable, "-m", "zoo.cli", "train", *args]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "zoo.cli", "train", *args]
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records if "loss" in r}
-
-
-def run(cmd, zoo_home, timeout=240):
-    result = subprocess.run(cmd, env=env_for(zoo_home), capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+from zoo.train import TrainConfig, Trainer, lr_at, train
 
 
 @pytest.fixture(scope="module")
@@ -149,51 +120,6 @@ def test_fsdp_bf16_on_two_ranks_is_close_to_one_bf16_process(single_run, tmp_pat
     assert max(abs(got[s] - fp32_reference[s]) / fp32_reference[s] for s in got) > 1e-5
 
 
-def kill_process_tree(process: subprocess.Popen):
-    """kill -9 torchrun and its workers (started in their own sessions, so a process-group kill misses them)."""
-    import psutil  # a dependency of peft
-
-    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    for p in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(tree, timeout=30)
-    process.wait()
-
-
-@pytest.mark.slow
-def test_fsdp_kill_and_resume_on_two_ranks_continues_exactly(tmp_path, corpus, zoo_home):
-    """FSDP2 checkpoints are sharded (torch.distributed.checkpoint): each rank writes and reads its shard, plus
-    its own RNG state (dropout differs per rank)."""
-    common = ["gpt-nano", "--data", str(corpus), "--steps", "20", *TINY, "--set", "model.backbone.dim=64",
-              "--set", "train.batch_size=64", "--set", "train.checkpoint_every=10",
-              "--set", "model.backbone.dropout=0.1", "--set", "train.strategy=fsdp"]
-    straight = tmp_path / "straight"
-    run(zoo_train_cmd(2, *common, "--out", str(straight)), zoo_home)
-
-    resumed = tmp_path / "resumed"
-    process = subprocess.Popen(zoo_train_cmd(2, *common, "--out", str(resumed)), env=env_for(zoo_home),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = resumed / "checkpoints" / "step_00000010" / "COMPLETE"
-    deadline = time.time() + 180
-    while not marker.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.01)
-    finished = process.poll() is not None
-    kill_process_tree(process)
-    assert not finished, "training finished (or failed) before it could be killed"
-    assert marker.exists() and not (resumed / "checkpoints" / "step_00000020").exists()
-    assert sorted(p.name for p in (resumed / "checkpoints" / "step_00000010").iterdir()) == \
-        ["COMPLETE", "rng_rank0.pt", "rng_rank1.pt", "sharded", "trainer.pt"]
-
-    result = run(zoo_train_cmd(2, *common, "--out", str(resumed), "--resume"), zoo_home)
-    assert "at step 10" in result.stdout + result.stderr
-    a, b = losses(straight), losses(resumed)
-    assert sorted(b) == list(range(1, 21))
-    assert a[20] < a[1] - 0.2
-    for step in range(11, 21):
-        assert b[step] == pytest.approx(a[step], rel=1e-6), step
-
-
 # ------------------------------------------------------------------------------------------ in-process
 
 
@@ -224,35 +150,6 @@ def test_bf16_trains(tmp_path, corpus):
     results = [trainer.train_step() for _ in range(40)]
     first, last = sum(r["loss"] for r in results[:5]) / 5, sum(r["loss"] for r in results[-5:]) / 5
     assert last < first - 0.5
-
-
-def test_nan_step_is_skipped_and_parameters_are_unchanged(tmp_path, corpus):
-    gpt = get_family("gpt")
-    calls = {"n": 0}
-
-    def sometimes_nan(model, batch):
-        calls["n"] += 1
-        loss = gpt.loss(model, batch)
-        return loss * float("nan") if calls["n"] in (3, 5, 6, 7) else loss
-
-    trainer = make_trainer(corpus, tmp_path, family=dataclasses.replace(gpt, loss=sometimes_nan), max_nonfinite=3)
-    trainer.train_step()
-    trainer.train_step()
-    trainer.save_checkpoint()
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    optimizer_step = trainer.optimizer.state[next(iter(trainer.optimizer.state))]["step"].clone()
-    result = trainer.train_step()  # the third loss is NaN
-    assert result["skipped"] and trainer.skipped == 1 and trainer.step == 3
-    for key, value in trainer.model.state_dict().items():
-        assert torch.equal(value, before[key]), key
-    assert torch.equal(trainer.optimizer.state[next(iter(trainer.optimizer.state))]["step"], optimizer_step)
-    assert not trainer.train_step()["skipped"]  # a good step resets the run of bad ones
-    checkpoint_files = sorted(p.name for p in (tmp_path / "checkpoints" / "step_00000002").iterdir())
-    trainer.train_step()
-    trainer.train_step()
-    with pytest.raises(NonFiniteError, match=r"3 non-finite steps in a row.*step_00000002"):
-        trainer.train_step()
-    assert sorted(p.name for p in (tmp_path / "checkpoints" / "step_00000002").iterdir()) == checkpoint_files
 
 
 def test_lora_trains_a_few_parameters_and_merges_exactly(tmp_path, corpus):

@@ -42,13 +42,17 @@ def cmd_train(args):
     from zoo.train import train
 
     metrics = train(args.name, out=args.out, data=args.data, steps=args.steps, sets=args.set, resume=args.resume,
-                    lora=args.lora)
+                    lora=args.lora, overwrite=args.overwrite)
     if metrics:
         print(json.dumps(metrics))
 
 
 def cmd_eval(args):
-    metrics = evaluate_directory(args.dir, args.data, out_dir=Path(args.dir))
+    from zoo.models import trained_dir
+
+    directory = trained_dir(args.dir)  # a directory, or a model name's trained or shipped weights
+    # plots go beside a run the user named by its path, never into shipped weights (their manifest lists every file)
+    metrics = evaluate_directory(directory, args.data, out_dir=directory if Path(args.dir).exists() else None)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -105,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override model.*, data.* or train.* fields; repeatable")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a previous run in --out, deleting its checkpoints")
     p.add_argument("--lora", help="train LoRA adapters only, e.g. r=8,alpha=16 (with --set train.init_from=DIR)")
     p.set_defaults(fn=cmd_train)
 

@@ -99,11 +99,11 @@ def _nested_paths(config_class, name: str, prefix: str = "") -> list[str]:
     return paths
 
 
-def _unknown_field(config, name: str, prefix: str) -> ValueError:
+def _unknown_field(config, name: str, prefix: str) -> InputError:
     allowed = field_names(type(config))
     nested = [prefix + path for path in _nested_paths(type(config), name)]
     hint = f" (it is a nested field: {' or '.join(nested)})" if nested else _suggest(name, allowed)
-    return ValueError(f"unknown field {prefix + name!r} for {type(config).__name__}{hint}; "
+    return InputError(f"unknown field {prefix + name!r} for {type(config).__name__}{hint}; "
                       f"allowed: {', '.join(allowed)}")
 
 

@@ -35,6 +35,8 @@ IMAGE_PROMPTS = 8  # held-out compositions, IMAGES_PER_PROMPT images each
 IMAGES_PER_PROMPT = 2
 DRAWINGS = 500  # new drawings each classifier labels
 LORA_STEPS = 60
+# what run_demo writes into OUT: the report, its summary, the classifiers' plots, the LoRA run, --train's runs
+DEMO_FILES = ("report.html", "summary.json", "alexnet-mini", "vit-nano", "lora_corpus.py", "lora", "train")
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ TARGETS = (
 
 def run_demo(out: str | Path = "runs/demo", train: bool = False) -> Path:
     """Run every section, write OUT/report.html and OUT/summary.json, print a summary; returns the report's path."""
-    out = Path(out)
+    out = check_demo_dir(Path(out))
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     directories = retrain_all(out / "train") if train else {name: shipped_dir(name) for name in shipped_names()}
@@ -126,6 +128,18 @@ def run_demo(out: str | Path = "runs/demo", train: bool = False) -> Path:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nzoo demo: {len(directories)} models in {summary['seconds']:.0f} s; the report: {path}")
     return path
+
+
+def check_demo_dir(out: Path) -> Path:
+    """A new or empty directory, or a previous demo's (whose files this one replaces): the report and the demo's
+    runs are never mixed into a user's own files."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; allowed: a directory for the report and the demo's runs")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_FILES) if out.exists() else []
+    if foreign:
+        raise InputError(f"--out {out} holds files the demo does not write ({', '.join(foreign[:5])}); allowed: "
+                         f"a new or empty directory, or a previous demo's; choose another --out")
+    return out
 
 
 def retrain_all(root: Path) -> dict[str, Path]:
@@ -322,7 +336,7 @@ def lora_section(report: Report, directories: dict[str, Path], out: Path) -> dic
     base, family, data, data_config = load_for_eval(base_dir, str(corpus))  # the base model on the new file
     data_config = dataclasses.replace(data_config, code_samples=0)
     before = family.evaluate(base.eval(), data, data_config)["val_loss"]
-    metrics = train("gpt-nano", out=run, data=str(corpus), steps=LORA_STEPS, lora="r=8,alpha=16",
+    metrics = train("gpt-nano", out=run, data=str(corpus), steps=LORA_STEPS, lora="r=8,alpha=16", overwrite=True,
                     sets=[f"train.init_from={base_dir}", "data.code_samples=0", f"train.eval_every={LORA_STEPS // 3}"])
     curve, after = _curve(run), metrics["val_loss"]
     report.text(f"`zoo train gpt-nano --lora r=8,alpha=16 --set train.init_from=<shipped gpt-nano> --data "

@@ -32,7 +32,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from zoo.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_pretrained
+from zoo.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_pretrained, read_json_object
 from zoo.config import config_to_dict, replace_config
 from zoo.errors import CorruptFileError, InputError, MissingFileError
 from zoo.evaluation import RUN_FILE, evaluate_directory
@@ -89,7 +89,7 @@ def _require(name: str) -> Path:
 
 
 def read_manifest(name: str) -> dict:
-    return json.loads((_require(name) / MANIFEST).read_text())
+    return read_json_object(_require(name) / MANIFEST, "manifest")
 
 
 def verify(directory: str | Path) -> dict:
@@ -98,8 +98,10 @@ def verify(directory: str | Path) -> dict:
     directory = Path(directory)
     if not (directory / MANIFEST).is_file():
         raise ShippedWeightsError(f"{directory} holds no {MANIFEST}: not a shipped model directory")
-    manifest = json.loads((directory / MANIFEST).read_text())
-    listed = manifest.get("files") or {}
+    manifest = read_json_object(directory / MANIFEST, "manifest")
+    listed = manifest.get("files")
+    if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
+        raise ShippedWeightsError(f"{directory / MANIFEST} has no 'files' object mapping each file to its sha256")
     present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()} - {MANIFEST}
     unlisted = sorted(present - set(listed))
     if unlisted:
@@ -278,9 +280,13 @@ def reproduce(name: str, out: str | Path | None = None) -> dict:
     """Run the shipped model's training command again into `out` (default runs/reproduce/NAME), evaluate the
     result as `zoo eval` does and compare it with the shipped metrics; the report is also written to
     OUT/reproduce.json."""
+    from zoo.train.trainer import check_out_dir
+
     manifest = read_manifest(name)
     out = Path(out) if out is not None else Path("runs") / "reproduce" / name
+    check_out_dir(out)  # before the training command starts, as it would refuse the same directory
     env, argv = reproduce_argv(manifest["command"], out)
+    argv += ["--overwrite"] * ("--overwrite" not in argv)  # a second reproduce starts over in its own directory
     print(f"reproducing {name}: {shlex.join(argv)}", flush=True)
     start = time.perf_counter()
     status = subprocess.run(argv, env={**os.environ, **env}).returncode

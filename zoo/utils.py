@@ -21,20 +21,33 @@ def publish(tmp: Path, final: Path, replace_existing: bool = True) -> Path:
     """Move a fully written file or directory `tmp` onto `final` with one rename (atomic on POSIX), so a
     reader sees the old version or the new one, never half of one.
 
-    A directory cannot be renamed over a non-empty one: with replace_existing the old one is removed first
-    (its own readers then find nothing rather than something torn); without, an existing `final` wins (the
-    copy another process finished first) and `tmp` is dropped.
+    A directory cannot be renamed over a non-empty one: with replace_existing the old one is first renamed
+    aside, then deleted once the new one is in place (a process killed in between leaves no `final`, never a
+    half-deleted one that still looks whole); without, an existing `final` wins (the copy another process
+    finished first) and `tmp` is dropped.
     """
     tmp, final = Path(tmp), Path(final)
     if tmp.is_dir() and final.exists():
         if not replace_existing:
             shutil.rmtree(tmp, ignore_errors=True)
             return final
-        shutil.rmtree(final)
+        return _replace_dir(tmp, final)
     elif final.exists() and not replace_existing:
         tmp.unlink()
         return final
     os.replace(tmp, final)
+    return final
+
+
+def _replace_dir(tmp: Path, final: Path) -> Path:
+    old = final.with_name(f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        os.replace(old, final)  # the old version back rather than none
+        raise
+    shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -71,16 +71,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def node_log(out: Path, node_rank: int) -> Path:
+    return out.with_name(f"{out.name}.node-{node_rank}.log")
+
+
 def run_local() -> int:
-    """Both agents as child processes of this one; each node's output goes to OUT/node-R.log."""
+    """Both agents as child processes of this one; each node's output goes to OUT.node-R.log beside the run
+    directory (zoo train refuses to write a run into a directory holding other files)."""
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     port, steps = free_port(), args.steps or 10
     agents = []
     for node_rank in (0, 1):
         command = node_command(node_rank, "127.0.0.1", port, 1, [*LOCAL, *args.sets], steps)
         print(f"node {node_rank}: torchrun {shlex.join(command)}", flush=True)
-        log = open(out / f"node-{node_rank}.log", "w")
+        log = open(node_log(out, node_rank), "w")
         agents.append((node_rank, subprocess.Popen(torchrun(command), stdout=log, stderr=subprocess.STDOUT), log))
     # A node that fails stops the other, which would otherwise wait for its peer until a timeout.
     while any(agent.poll() is None for _, agent, _ in agents):
@@ -95,7 +100,7 @@ def run_local() -> int:
         print(f"node {node_rank}: {'finished' if agent.returncode == 0 else f'failed (exit {agent.returncode})'}")
         if agent.returncode != 0:
             failed.append(node_rank)
-            print("".join((out / f"node-{node_rank}.log").read_text().splitlines(True)[-30:]), file=sys.stderr)
+            print("".join(node_log(out, node_rank).read_text().splitlines(True)[-30:]), file=sys.stderr)
     if failed:
         return 1
 

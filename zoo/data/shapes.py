@@ -560,7 +560,10 @@ def materialize(
     else:
         from tqdm import tqdm
 
-        loader = torch.utils.data.DataLoader(_Raw(ds), batch_size=256, num_workers=num_workers)
+        # A private generator: a loader without one draws its workers' base seed from the global RNG, so
+        # rendering (a cold cache only) would shift the stream a trainer builds the initial weights from.
+        loader = torch.utils.data.DataLoader(_Raw(ds), batch_size=256, num_workers=num_workers,
+                                             generator=torch.Generator())
         batches = []
         with tqdm(total=ds.n, desc="rendering shapes", unit="img", disable=not progress) as bar:
             for batch in loader:

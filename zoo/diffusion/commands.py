@@ -36,36 +36,42 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
 
 
-def check_image_path(path: Path) -> Path:
-    """A file name whose extension PIL can write; a ValueError before any sampling otherwise."""
+def image_format(path: Path) -> str | None:
+    """The PIL format that writes files named like `path` (None: none does)."""
     from PIL import Image
 
     fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise InputError(f"--out {path}: cannot tell an image format from {path.suffix or 'no extension'!r}; "
-                         f"allowed: a name ending in .png, .jpg, .bmp, .webp, ...")
+    return fmt if fmt in Image.SAVE else None
+
+
+def check_image_path(path: Path) -> Path:
+    """A file name whose extension PIL can write; a ValueError before any sampling otherwise."""
     if path.is_dir():
         raise InputError(f"--out {path} is a directory; allowed: an image file name")
+    if image_format(path) is None:
+        raise InputError(f"--out {path}: cannot tell an image format from {path.suffix or 'no extension'!r}; "
+                         f"allowed: a name ending in .png, .jpg, .bmp, .webp, ...")
     return path
 
 
 def save_images(images, path: Path) -> int:
-    """float (N, H, W, 3) in [0, 1] -> one image, or a grid of N; returns the enlargement factor used."""
+    """float (N, H, W, 3) in [0, 1] -> one image, or a grid of N (rows of ceil(sqrt(N)), as save_grid draws
+    them); returns the enlargement factor used. The file appears whole or not at all."""
     import numpy as np
     import torch
     from PIL import Image
+    from torchvision.utils import make_grid
 
-    from zoo.data.shapes import save_grid
     from zoo.diffusion.vae import viewing_scale
+    from zoo.utils import written_atomically
 
     n, h, w, _ = images.shape
     scale = viewing_scale(max(h, w))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if n == 1:
-        image = Image.fromarray((images[0] * 255).round().astype(np.uint8))
-        image.resize((w * scale, h * scale), Image.NEAREST).save(path)
-    else:
-        save_grid(torch.from_numpy(images).permute(0, 3, 1, 2), path, nrow=math.ceil(math.sqrt(n)), n=n, scale=scale)
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+    picture = batch[0] if n == 1 else make_grid(batch, nrow=math.ceil(math.sqrt(n)), padding=2, pad_value=0.5)
+    pixels = (picture.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    with written_atomically(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format=image_format(path))
     return scale
 
 

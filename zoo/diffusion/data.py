@@ -57,6 +57,7 @@ import json
 import math
 import os
 import re
+import reprlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,7 +78,8 @@ from zoo.data.shapes import (
     render,
     sample_scene,
 )
-from zoo.errors import InputError, MissingFileError
+from zoo.errors import CorruptFileError, InputError, MissingFileError
+from zoo.text.tokenizer import check_batch, check_text, read_hf_tokenizer
 from zoo.utils import written_atomically
 
 # Bump whenever the scenes, captions or labels a given (config, split, index) produces change (the generator's own
@@ -108,6 +110,8 @@ BACKGROUND_COLOURS: tuple[str, ...] = (
 LABELS: tuple[str, ...] = ("shape", "colour", "size", "cell", "background", "background_colour", "background_colour2")
 ALIASES = {"center": "centre", "gray": "grey"}  # American spellings in users' prompts
 PAD, UNK = "<pad>", "<unk>"
+_SHORT = reprlib.Repr()  # quotes a caption in an error message, shortened: a caption may be megabytes long
+_SHORT.maxstring = 200
 
 
 def _check(what: str, value: object, allowed: Sequence[object]) -> None:
@@ -314,16 +318,16 @@ _PHRASE_POSITION = {phrase: p for p, phrase in POSITION_PHRASES.items()}
 def parse_caption(text: str) -> Attributes:
     """The attributes a caption in this module's grammar states (extra spaces and case are ignored); a ValueError
     for anything else. Use it to score generated images against a prompt."""
-    clean = " ".join(text.lower().split())
+    clean = " ".join(check_text(text, "a caption").lower().split())
     m = _CAPTION.fullmatch(clean)
     if m is None or (m["c1"] and not m["gradient"]) or (m["noisy"] and m["gradient"]):
         raise InputError(f"not a caption of the form 'a <size> <colour> <shape> <position> on a <background> "
-                         f"background': {text!r}")
+                         f"background': {_SHORT.repr(text)}")
     kind = "gradient" if m["gradient"] else "noise" if m["noisy"] else "solid"
     colours = (m["c0"], m["c1"] or m["c0"]) if kind == "gradient" else (m["c0"],)
     phrase = background_phrase(kind, colours)
     if not clean.endswith(f" on {_article(phrase)} {phrase} background"):
-        raise InputError(f"wrong article before {phrase!r} in {text!r}: 'on {_article(phrase)} {phrase}'")
+        raise InputError(f"wrong article before {phrase!r} in {_SHORT.repr(text)}: 'on {_article(phrase)} {phrase}'")
     return Attributes(m["shape"], m["colour"], m["size"], _PHRASE_POSITION[m["position"]], kind, colours)
 
 
@@ -457,7 +461,9 @@ def _render(config: DiffusionDataConfig, split: str, num_workers: int, progress:
     images = torch.empty(len(scenes), 3, size, size, dtype=torch.uint8)
     labels = torch.empty(len(scenes), len(LABELS), dtype=torch.int64)
     geometry = torch.empty(len(scenes), 4, dtype=torch.float32)
-    loader = DataLoader(scenes, batch_size=256, num_workers=num_workers)
+    # A private generator: a loader without one draws its workers' base seed from the global RNG, so rendering
+    # (a cold cache only) would shift the stream the trainer then builds the model's initial weights from.
+    loader = DataLoader(scenes, batch_size=256, num_workers=num_workers, generator=torch.Generator())
     done = 0
     with tqdm(total=len(scenes), desc=f"rendering diffusion {split}", unit="img", disable=not progress) as bar:
         for image, label, geo in loader:
@@ -543,6 +549,7 @@ class CaptionTokenizer:
 
     def words(self, text: str) -> list[str]:
         """The normalised words of `text`, as encode sees them."""
+        text = check_text(text, "a caption")
         return [w for w, _ in self.hf.pre_tokenizer.pre_tokenize_str(self.hf.normalizer.normalize_str(text))]
 
     def unknown_words(self, text: str) -> list[str]:
@@ -551,15 +558,17 @@ class CaptionTokenizer:
         return [w for w in self.words(text) if w not in vocab]
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of the words, unpadded; a ValueError beyond max_length words."""
-        encoding = self.hf.encode(text)
+        """Token ids of the words, unpadded; a ValueError beyond max_length words (never a silent truncation)."""
+        encoding = self.hf.encode(check_text(text, "a caption"))
         if encoding.overflowing:
             n = len(encoding.ids) + sum(len(o.ids) for o in encoding.overflowing)
-            raise InputError(f"the caption has {n} words; this tokenizer takes at most {self.max_length}: {text!r}")
+            raise InputError(f"the caption has {n} words; this tokenizer takes at most {self.max_length}: "
+                             f"{_SHORT.repr(text)}")
         return list(encoding.ids)
 
     def encode_batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids int64 (B, max_length) padded with pad_id, mask bool (B, max_length) True at words)."""
+        texts = check_batch(texts)
         ids = torch.full((len(texts), self.max_length), self.pad_id, dtype=torch.int64)
         for i, text in enumerate(texts):
             row = self.encode(text)
@@ -585,11 +594,13 @@ class CaptionTokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CaptionTokenizer:
-        from tokenizers import Tokenizer
-
         path = Path(path)
         if path.is_dir():
             path = path / "tokenizer.json"
         if not path.is_file():
             raise MissingFileError(f"no caption tokenizer file {path}")
-        return cls(Tokenizer.from_file(str(path)))
+        hf = read_hf_tokenizer(path)
+        try:
+            return cls(hf)
+        except (KeyError, TypeError, ValueError) as error:  # its own checks: max_length, <pad> and <unk> present
+            raise CorruptFileError(f"{path} is not a caption tokenizer ({error})") from None

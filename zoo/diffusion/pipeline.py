@@ -253,8 +253,10 @@ class TextToImagePipeline:
         """A trained DiT directory (config.json, model.safetensors, tokenizer.json, vae/) on `device` (default:
         CUDA when available)."""
         from zoo.checkpoint import load_pretrained
+        from zoo.models import check_placement
         from zoo.registry import family_of_config
 
+        device = check_placement(device, None)[0] or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dit = load_pretrained(directory)
         if family_of_config(dit.config).name != "dit":
             raise InputError(f"{directory} holds a {type(dit).__name__} model, not a text-to-image DiT")
@@ -264,7 +266,6 @@ class TextToImagePipeline:
         vae = load_pretrained(dit.vae_dir)
         if family_of_config(vae.config).name != "vae":
             raise InputError(f"{dit.vae_dir} holds a {type(vae).__name__} model, not a VAE")
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(dit.to(device).eval(), vae.to(device).eval(), scheduler=scheduler)
 
     @property

@@ -88,7 +88,7 @@ def trained_model_dir(given: str, recipe_name: str, run_dir: Path | None, data_c
                          f"`zoo train {recipe_name} --out DIR`, then pass --set data.{what}=DIR")
     # A process of its own, as a user would run it: no trainer state, random stream or process group is shared.
     command = [sys.executable, "-c", "import sys; from zoo.cli import main; sys.exit(main())",
-               "train", recipe_name, "--out", str(path)]
+               "train", recipe_name, "--out", str(path), "--resume"]  # an interrupted helper run continues
     for setting in helper_data_settings(data_config, what):
         command += ["--set", setting]
     print(f"no data.{what} given: training it first: zoo {' '.join(command[3:])}", flush=True)

@@ -13,6 +13,8 @@ Differences from whisper, on purpose:
 - `load_audio` reads files with soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, ...), not an ffmpeg subprocess.
 - samples beyond [-1, 1] are kept as they are (whisper's ffmpeg->int16 path would hard-clip them); see
   `load_audio`.
+- audio longer than MAX_SECONDS is refused (a few kilobytes of FLAC can declare days of silence), and rates
+  whose torchaudio resampling kernel would be huge are resampled with the same filter tap by tap (`resample`).
 """
 
 import functools
@@ -45,6 +47,18 @@ DYNAMIC_RANGE = 8.0  # log10 units (80 dB) kept below each clip's peak
 MEL_PAD = 0.0  # log-mel value of padded frames in a batch: the model's stem convolution pads with zeros too, so a
 # clip's features are the same padded in a batch or alone (attention masks the padded frames)
 INT_SCALES = {np.dtype("int16"): 2.0**15, np.dtype("int32"): 2.0**31}  # PCM integers -> [-1, 1)
+# Float samples are meant to lie in [-1, 1]; beyond int16 full scale they are corrupt data (random bytes read as
+# floats) or unscaled PCM, and from about 1e17 their power overflows float32 in the spectrogram.
+MAX_LEVEL = 2.0**15
+# The longest audio load_audio takes, in seconds; like PIL's Image.MAX_IMAGE_PIXELS a module setting to raise
+# for longer recordings. It bounds memory whatever a header claims: 4 h at 16 kHz is 0.9 GB of float32 samples.
+MAX_SECONDS = 4 * 3600
+READ_BLOCK_FRAMES = 1 << 20  # files are decoded in blocks of this many frames
+# torchaudio.functional.resample's defaults (sinc_interp_hann), which `resample` keeps for every rate
+LOWPASS_WIDTH = 6
+ROLLOFF = 0.99
+RESAMPLE_KERNEL_LIMIT = 1 << 22  # kernel elements (16 MB of float32) above which `resample` goes tap by tap
+RESAMPLE_BLOCK = 1 << 22  # output samples x taps the tap-by-tap path weighs at once (its working memory)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -65,17 +79,26 @@ def load_audio(source, sample_rate: int | None = None) -> torch.Tensor:
     - clipping: values beyond [-1, 1] are kept unchanged, not clipped or rescaled. Hard clipping adds
       distortion, rescaling changes the level of the whole clip, and resampling a full-scale signal
       legitimately overshoots 1 a little; the log-mel normalisation is relative to each clip's peak;
-    - refused with ValueError: empty audio, NaN or infinite samples (with their count and the first index,
-      since they would poison every mel frame they touch), a file that is not audio or is corrupt, an
-      array without its sample rate. A missing file is a FileNotFoundError.
+    - refused with zoo's InputError (a ValueError): empty audio, NaN or infinite samples (with their count and
+      the first index, since they would poison every mel frame they touch), samples beyond +-MAX_LEVEL, audio
+      longer than MAX_SECONDS, a file that is not audio or is corrupt, an array without its sample rate. A
+      missing file is a FileNotFoundError.
     """
     if isinstance(source, (str, Path)):
         samples, rate, name = _read_file(Path(source), sample_rate)
     elif isinstance(source, (np.ndarray, torch.Tensor)):
         samples, rate, name = _from_array(source, sample_rate), _check_rate(sample_rate, "the array"), "array"
+        _check_duration(samples.shape[1], rate, name)
     else:
         raise InputTypeError(f"load_audio takes a file path (str or Path), a numpy array or a torch tensor, "
                              f"got {type(source).__name__}")
+    _check_samples(samples, rate, name)
+    audio = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=0, dtype=np.float64), dtype=np.float32))
+    return resample(audio, rate).contiguous()
+
+
+def _check_samples(samples: np.ndarray, rate: int, name: str) -> None:
+    """(channels, samples): at least one sample, all finite and within +-MAX_LEVEL."""
     if samples.shape[1] == 0:
         raise InputError(f"{name} holds no audio samples (0 frames); nothing to transcribe")
     bad = ~np.isfinite(samples)
@@ -83,10 +106,17 @@ def load_audio(source, sample_rate: int | None = None) -> torch.Tensor:
         first = int(np.argmax(bad.any(axis=0)))
         raise InputError(f"{name} has {int(bad.sum())} NaN or infinite samples, the first at sample {first} "
                          f"({first / rate:.3f} s); all samples must be finite")
-    audio = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=0, dtype=np.float64), dtype=np.float32))
-    if rate != SAMPLE_RATE:
-        audio = AF.resample(audio, orig_freq=rate, new_freq=SAMPLE_RATE)
-    return audio.contiguous()
+    peak = max(float(samples.max()), -float(samples.min()))
+    if peak > MAX_LEVEL:
+        raise InputError(f"{name} has samples as large as {peak:.3g}; float audio lies in [-1, 1], and beyond "
+                         f"+-{MAX_LEVEL:g} (int16 full scale) samples are corrupt data or unscaled PCM integers "
+                         f"(divide int16 PCM by 2**15, int32 by 2**31, or pass the integer array itself)")
+
+
+def _check_duration(frames: int, rate: int, name: str) -> None:
+    if frames > MAX_SECONDS * rate:
+        raise InputError(f"{name} is longer than {MAX_SECONDS} s ({frames} samples at {rate} Hz); allowed: at "
+                         f"most zoo.speech.audio.MAX_SECONDS, a setting to raise for longer recordings")
 
 
 def _read_file(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int, str]:
@@ -95,21 +125,42 @@ def _read_file(path: Path, sample_rate: int | None) -> tuple[np.ndarray, int, st
     if not path.is_file():
         raise InputError(f"audio path {path} is not a file")
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        file = soundfile.SoundFile(str(path))
     except (RuntimeError, TypeError) as error:  # LibsndfileError: unknown format, bad header; TypeError: RAW
-        raise InputError(f"{path} is not a readable audio file ({error}); formats libsndfile reads: "
-                         f"{', '.join(sorted(soundfile.available_formats()))}") from None
-    if sample_rate is not None and sample_rate != rate:
-        raise InputError(f"{path} is sampled at {rate} Hz but sample_rate={sample_rate} was given; leave "
-                         f"sample_rate out for files (their header says it)")
+        raise _unreadable(path, error) from None
+    with file:
+        rate = _check_rate(file.samplerate, str(path))
+        if sample_rate is not None and sample_rate != rate:
+            raise InputError(f"{path} is sampled at {rate} Hz but sample_rate={sample_rate} was given; leave "
+                             f"sample_rate out for files (their header says it)")
+        try:
+            data = _read_frames(file, str(path))
+        except RuntimeError as error:  # LibsndfileError: data damaged after a good header
+            raise _unreadable(path, error) from None
     return data.T, rate, str(path)  # (channels, samples)
+
+
+def _unreadable(path: Path, error: Exception) -> InputError:
+    return InputError(f"{path} is not a readable audio file ({error}); formats libsndfile reads: "
+                      f"{', '.join(sorted(soundfile.available_formats()))}")
+
+
+def _read_frames(file: soundfile.SoundFile, name: str) -> np.ndarray:
+    """Every frame of `file`, (samples, channels) float32, decoded in blocks. The header's frame count is not
+    trusted: soundfile allocates what it declares, and a FLAC header may declare 2**36 frames."""
+    blocks, frames = [], 0
+    while len(block := file.read(READ_BLOCK_FRAMES, dtype="float32", always_2d=True)):
+        blocks.append(block)
+        frames += len(block)
+        _check_duration(frames, file.samplerate, name)
+    return np.concatenate(blocks) if blocks else np.zeros((0, file.channels), dtype=np.float32)
 
 
 def _from_array(source, sample_rate) -> np.ndarray:
     if sample_rate is None:
         raise InputError("an array needs its sample_rate (e.g. load_audio(samples, sample_rate=44100)); only "
                          "files carry their own rate")
-    array = source.detach().cpu().numpy() if isinstance(source, torch.Tensor) else np.asarray(source)
+    array = _tensor_to_numpy(source) if isinstance(source, torch.Tensor) else np.asarray(source)
     if array.size == 0:
         return np.zeros((1, 0))  # refused as empty by the caller, whatever its layout
     if array.ndim == 1:
@@ -123,12 +174,24 @@ def _from_array(source, sample_rate) -> np.ndarray:
     else:
         raise InputError(f"audio array must be 1-D (samples,) or 2-D (channels, samples), got shape "
                          f"{tuple(array.shape)}")
-    if array.dtype in INT_SCALES:
-        return array.astype(np.float64) / INT_SCALES[array.dtype]
+    scale = INT_SCALES.get(array.dtype.newbyteorder("="))  # big-endian PCM too
+    if scale is not None:
+        return array.astype(np.float64) / scale
     if not np.issubdtype(array.dtype, np.floating):
         raise InputError(f"audio array dtype {array.dtype} is not supported; allowed: float arrays in [-1, 1] "
                          f"or int16/int32 PCM")
     return array
+
+
+def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    if tensor.is_meta:
+        raise InputError("the audio tensor is on the meta device and holds no samples")
+    tensor = tensor.detach().cpu()
+    if tensor.layout != torch.strided:  # sparse
+        tensor = tensor.to_dense()
+    if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+        tensor = tensor.float()
+    return tensor.numpy()
 
 
 def _check_rate(sample_rate, what: str) -> int:
@@ -137,6 +200,46 @@ def _check_rate(sample_rate, what: str) -> int:
     if not (math.isfinite(sample_rate) and sample_rate > 0 and float(sample_rate).is_integer()):
         raise InputError(f"sample_rate of {what} must be a positive whole number of Hz, got {sample_rate!r}")
     return int(sample_rate)
+
+
+def resample(audio: torch.Tensor, rate: int) -> torch.Tensor:
+    """A (samples,) waveform at `rate` Hz -> SAMPLE_RATE, with torchaudio's windowed-sinc filter; the result has
+    ceil(samples * 16000 / rate) samples, as torchaudio gives.
+
+    torchaudio's kernel holds one row per output phase, each spanning a whole input period: (16000 / g) x
+    (rate / g + 2 * width) for g = gcd(rate, 16000). That is small for the usual rates (160 x 475 at 44.1 kHz)
+    but 16000 x 44135 floats, 2.8 GB and a minute of work, at 44101 Hz, which a damaged header can declare.
+    Such rates get the same filter evaluated only at the taps each output sample reaches (`_sinc_resample`)."""
+    if rate == SAMPLE_RATE:
+        return audio
+    g = math.gcd(rate, SAMPLE_RATE)
+    orig, new = rate // g, SAMPLE_RATE // g
+    width = math.ceil(LOWPASS_WIDTH * orig / (min(orig, new) * ROLLOFF))  # as torchaudio computes it
+    if new * (orig + 2 * width) <= RESAMPLE_KERNEL_LIMIT:
+        return AF.resample(audio, orig_freq=rate, new_freq=SAMPLE_RATE)
+    return _sinc_resample(audio, rate)
+
+
+def _sinc_resample(audio: torch.Tensor, rate: int) -> torch.Tensor:
+    """torchaudio's sinc_interp_hann filter, computed for blocks of output samples: output j (at input position
+    j * rate / 16000) sums the inputs k within LOWPASS_WIDTH zero crossings, weighted by
+    sinc(t) * cos(pi t / 2 / LOWPASS_WIDTH)**2 * cutoff / rate with t = (k / rate - j / 16000) * cutoff."""
+    cutoff = min(rate, SAMPLE_RATE) * ROLLOFF  # Hz
+    reach = math.ceil(LOWPASS_WIDTH * rate / cutoff)  # input samples on either side of an output sample
+    offsets = torch.arange(-reach, reach + 2)
+    to_t = cutoff / (rate * SAMPLE_RATE)  # (k * 16000 - j * rate) -> t
+    padded = torch.nn.functional.pad(audio.float(), (reach, reach + 1))  # zeros beyond the ends, as torchaudio
+    n_out = -(-audio.shape[0] * SAMPLE_RATE // rate)
+    out = torch.empty(n_out, dtype=torch.float32)
+    block = max(1, RESAMPLE_BLOCK // len(offsets))
+    for start in range(0, n_out, block):
+        j = torch.arange(start, min(start + block, n_out))
+        first = j * rate // SAMPLE_RATE  # the input at or before output j, exact in int64
+        lag = (first * SAMPLE_RATE - j * rate).float() * to_t  # an integer in (-16000, 0] before scaling: no loss
+        t = (lag[:, None] + offsets.float() * (SAMPLE_RATE * to_t)).clamp(-LOWPASS_WIDTH, LOWPASS_WIDTH)
+        weights = torch.special.sinc(t) * torch.cos(t * (math.pi / (2 * LOWPASS_WIDTH))) ** 2
+        out[start:start + len(j)] = (padded[first[:, None] + (offsets + reach)] * weights).sum(dim=1)
+    return (out * (cutoff / rate)).to(audio.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------

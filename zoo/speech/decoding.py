@@ -39,7 +39,7 @@ from typing import Protocol
 import torch
 
 from zoo import decoding as core
-from zoo.errors import InputError
+from zoo.errors import InputError, InputTypeError
 from zoo.speech.audio import MEL_PAD, SECONDS_PER_TOKEN
 from zoo.speech.tokenizer import LANGUAGES, TASKS
 from zoo.utils import eval_mode
@@ -234,12 +234,25 @@ def compression_ratio(text: str) -> float:
 # audio batches and language detection
 
 
+def check_mel(mel: torch.Tensor):
+    """At least one frame of finite floats: NaN would decode to confident nonsense, and an empty mel fails deep
+    inside the encoder's convolutions."""
+    allowed = "allowed: a log-mel spectrogram of at least one frame (zoo.speech.audio.log_mel_spectrogram)"
+    if not mel.is_floating_point():
+        raise InputTypeError(f"mel has dtype {mel.dtype}; {allowed}, floating point")
+    if mel.numel() == 0:
+        raise InputError(f"mel of shape {tuple(mel.shape)} holds no frames; {allowed}")
+    if not bool(torch.isfinite(mel).all()):
+        raise InputError(f"mel holds NaN or infinite values; {allowed}, finite")
+
+
 def pad_mels(mels: torch.Tensor | Sequence[torch.Tensor], mel_mask: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """One mel (80, T), a batch (B, 80, T) with an optional (B, T) mask, or a list of (80, T_i) mels of any
     lengths -> (B, 80, T) right-padded with MEL_PAD, the (B, T) mask (None: no padding), and whether a single
     clip was given."""
     if isinstance(mels, torch.Tensor):
+        check_mel(mels)
         if mels.dim() == 2:
             return mels[None], (mel_mask[None] if mel_mask is not None else None), True
         if mels.dim() != 3:
@@ -251,6 +264,8 @@ def pad_mels(mels: torch.Tensor | Sequence[torch.Tensor], mel_mask: torch.Tensor
     mels = list(mels)
     if not mels or any(not isinstance(m, torch.Tensor) or m.dim() != 2 for m in mels):
         raise InputError("mel must be a non-empty list of (n_mels, T) tensors")
+    for m in mels:
+        check_mel(m)
     T = max(m.shape[1] for m in mels)
     batch = mels[0].new_full((len(mels), mels[0].shape[0], T), MEL_PAD)
     mask = torch.zeros(len(mels), T, dtype=torch.bool, device=mels[0].device)
@@ -291,12 +306,24 @@ def language_distribution(tokenizer, logits_after_sot: torch.Tensor) -> tuple[li
             [dict(zip(tokenizer.languages, row)) for row in table])
 
 
+def check_speech_model(model, call: str):
+    """A model that follows the SpeechModel protocol and carries its tokenizer; checked by what it can do (not
+    its family), so any encoder-decoder with embed_audio decodes, and a GPT fails here with a clear message."""
+    if not callable(getattr(model, "embed_audio", None)):
+        name = getattr(model, "zoo_name", None) or type(model).__name__
+        raise InputError(f"{call} takes a speech model (one that embeds audio, e.g. whisper-cpu); {name} is not one")
+    if getattr(model, "tokenizer", None) is None:
+        raise InputError("this model has no tokenizer (model.tokenizer is None): load a trained model "
+                         "(zoo.load(DIR)) or attach a zoo.speech.tokenizer.WhisperTokenizer")
+
+
 @torch.inference_mode()
 def detect_language(model: SpeechModel, mel: torch.Tensor | Sequence[torch.Tensor],
                     mel_mask: torch.Tensor | None = None) -> tuple[list[str] | str, list[dict] | dict]:
     """The most likely language of each clip and its distribution over the tokenizer's languages, from one
     decoder position (after <|startoftranscript|>) per clip, batched. A single (80, T) mel gives one code and
     one dict; a batch or a list gives lists."""
+    check_speech_model(model, "language detection")
     batch, mask, single = pad_mels(mel, mel_mask)
     with eval_mode(model):
         features, audio_mask = model.embed_audio(batch, mask)
@@ -429,11 +456,12 @@ class DecodingTask:
     """
 
     def __init__(self, model: SpeechModel, options: DecodingOptions):
+        check_speech_model(model, "decoding")
+        if not isinstance(options, DecodingOptions):
+            raise InputTypeError(f"options must be a zoo.speech.decoding.DecodingOptions (e.g. "
+                                 f"DecodingOptions(language='en', beam_size=5)), got {type(options).__name__}")
         self.model, self.options = model, options
         self.tokenizer = tokenizer = model.tokenizer
-        if tokenizer is None:
-            raise InputError("this model has no tokenizer (model.tokenizer is None): load a trained model "
-                             "(zoo.load(DIR)) or attach a zoo.speech.tokenizer.WhisperTokenizer")
         if options.language is not None and options.language not in tokenizer.languages:
             raise InputError(f"DecodingOptions.language={options.language!r} is not one of this model's languages; "
                              f"allowed: {', '.join(tokenizer.languages)} (or None to detect it)")

@@ -58,6 +58,10 @@ class SpeechDataConfig:
     def __post_init__(self):
         if not 0.0 <= self.translate_share <= 1.0:
             raise InputError(f"data.translate_share must be in [0, 1], got {self.translate_share}")
+        if self.quick_eval_clips < 1:
+            raise InputError(f"data.quick_eval_clips={self.quick_eval_clips}; allowed: an integer >= 1")
+        if self.eval_beam_size is not None and self.eval_beam_size < 1:
+            raise InputError(f"data.eval_beam_size={self.eval_beam_size}; allowed: an integer >= 1, or None (greedy)")
 
 
 # ----------------------------------------------------------------------------------------------------------

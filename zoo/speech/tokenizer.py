@@ -28,11 +28,10 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenizers import Tokenizer as HFTokenizer
-
-from zoo.errors import InputError, MissingFileError
+from zoo.checkpoint import read_json_object
+from zoo.errors import CorruptFileError, InputError, MissingFileError
 from zoo.speech.audio import CHUNK_LENGTH, SECONDS_PER_TOKEN, TOKENS_PER_SECOND
-from zoo.text.tokenizer import BPE_FILE, BYTE_ALPHABET_SIZE, BPETokenizer
+from zoo.text.tokenizer import BPE_FILE, BYTE_ALPHABET_SIZE, BPETokenizer, read_hf_tokenizer
 
 META_FILE = "whisper_tokenizer.json"
 TASKS = ("transcribe", "translate")
@@ -139,18 +138,22 @@ class WhisperTokenizer:
         for path in (meta_path, bpe_path):
             if not path.is_file():
                 raise MissingFileError(f"no Whisper tokenizer in {directory}: {path} is missing")
+        meta = read_json_object(meta_path, "Whisper tokenizer")
+        hf = read_hf_tokenizer(bpe_path)
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
             if meta.get("kind") != "whisper":
                 raise InputError(f"kind is {meta.get('kind')!r}, expected 'whisper'")
-            tokenizer = cls(BPETokenizer(HFTokenizer.from_file(str(bpe_path)), eot_id=meta["eot"]),
-                            meta["languages"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise InputError(f"{meta_path} is not a valid Whisper tokenizer file ({error})") from None
+            if not isinstance(meta.get("eot"), int) or not isinstance(meta.get("languages"), list):
+                raise InputError("'eot' must be an integer and 'languages' a list")
+            tokenizer = cls(BPETokenizer(hf, eot_id=meta["eot"]), meta["languages"])
+        except (InputError, TypeError) as error:  # the layout's own checks on the file's values
+            raise CorruptFileError(f"{meta_path} is not a valid Whisper tokenizer file beside {bpe_path} "
+                                   f"({error})") from None
         expected = special_token_names(tokenizer.languages)[:-N_TIMESTAMPS]
         if meta.get("special_tokens") != expected or meta.get("vocab_size") != tokenizer.vocab_size:
-            raise InputError(f"{meta_path} describes a different special-token layout than this code builds "
-                             f"(expected {expected[:3]}... and vocab_size {tokenizer.vocab_size})")
+            raise CorruptFileError(f"{meta_path} describes a different special-token layout than this code builds "
+                                   f"with {bpe_path} (expected {expected[:3]}... and vocab_size "
+                                   f"{tokenizer.vocab_size})")
         return tokenizer
 
     # ------------------------------------------------------------------------------------------------------

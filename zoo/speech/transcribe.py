@@ -24,6 +24,7 @@ the decoder (each file with its own language, prompt and position); segments wit
 `segments` rather than kept with empty text.
 """
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,13 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.errors import InputError
-from zoo.speech.audio import FRAMES_PER_SECOND, N_FRAMES, SAMPLE_RATE, load_audio, log_mel_spectrogram
+from zoo.errors import InputError, InputTypeError
+from zoo.speech.audio import FRAMES_PER_SECOND, N_FRAMES, N_MELS, SAMPLE_RATE, load_audio, log_mel_spectrogram
 from zoo.speech.decoding import (
     DecodingOptions,
     DecodingResult,
     DecodingTask,
     SpeechModel,
+    check_speech_model,
     language_distribution,
     logits_at,
     pad_mels,
@@ -80,10 +82,11 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     Refused with ValueError before any audio is decoded: a language the model does not know, and a beam_size,
     patience or best_of that the temperature schedule would never use (whisper drops them silently).
     """
-    managed = [name for name in MANAGED if name in decode_options]
-    if managed:
-        raise InputError(f"transcribe() sets {', '.join(managed)} itself; pass task=, language=, temperature= "
-                         f"and initial_prompt= as its own arguments")
+    check_speech_model(model, "transcribe()")
+    _check_decode_options(decode_options)
+    if initial_prompt is not None and not isinstance(initial_prompt, str):
+        raise InputTypeError(f"transcribe() initial_prompt must be a str (text that prompts the first window) or "
+                             f"None, got {type(initial_prompt).__name__}")
     temperatures = _temperatures(temperature)
     _check_search(decode_options, temperatures)
     languages = getattr(model.tokenizer, "languages", None)
@@ -108,7 +111,9 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     prompt = tasks[0].encode_text(initial_prompt)
     weight = next(model.parameters(), None)  # features go where the model is, in its dtype
     place = dict(device=weight.device, dtype=weight.dtype) if weight is not None else {}
-    files = [File(log_mel_spectrogram(_load(source)).to(**place), language, list(prompt)) for source in sources]
+    n_mels = getattr(getattr(model, "config", None), "n_mels", N_MELS)  # 128 for large-v3
+    files = [File(log_mel_spectrogram(_load(source), n_mels=n_mels).to(**place), language, list(prompt))
+             for source in sources]
 
     with torch.inference_mode(), eval_mode(model):
         if language is None:
@@ -124,6 +129,18 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     out = [{"text": tokenizer.decode(f.tokens[len(prompt):]), "segments": f.segments, "language": f.language,
             "no_speech_prob": f.no_speech_prob} for f in files]
     return out[0] if single else out
+
+
+def _check_decode_options(decode_options: dict):
+    managed = [name for name in MANAGED if name in decode_options]
+    if managed:
+        raise InputError(f"transcribe() sets {', '.join(managed)} itself; pass task=, language=, temperature= "
+                         f"and initial_prompt= as its own arguments")
+    known = [f.name for f in dataclasses.fields(DecodingOptions) if f.name not in MANAGED]
+    unknown = [name for name in decode_options if name not in known]
+    if unknown:
+        raise InputError(f"transcribe() got unknown option(s) {', '.join(unknown)}; allowed: its own arguments and "
+                         f"the DecodingOptions fields {', '.join(known)}")
 
 
 def _temperatures(temperature) -> tuple[float, ...]:
@@ -171,8 +188,8 @@ def _load(source) -> torch.Tensor:
         return load_audio(source)
     if isinstance(source, (torch.Tensor, np.ndarray)):
         return load_audio(source, sample_rate=SAMPLE_RATE)  # arrays are 16 kHz waveforms, as whisper takes them
-    raise InputError(f"transcribe() takes a path, a 16 kHz waveform (tensor or numpy array) or a list of them, "
-                     f"got {type(source).__name__}")
+    raise InputTypeError(f"transcribe() takes a path, a 16 kHz waveform (tensor or numpy array) or a list of "
+                         f"them, got {type(source).__name__}")
 
 
 def _detect_languages(model: SpeechModel, files: list["File"]):

@@ -7,7 +7,8 @@ from zoo.registry import Command
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("dir", help="a trained GPT directory, or a model name with trained weights (gpt-nano)")
+    p.add_argument("dir", help="a trained GPT directory, a Hugging Face text model folder, or a model name with "
+                               "trained weights (gpt-nano)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--temperature", type=float, default=0.8)
@@ -27,18 +28,19 @@ def add_arguments(p: argparse.ArgumentParser):
 
 
 def run(args: argparse.Namespace):
-    from zoo.checkpoint import load_pretrained
+    from zoo.interop import load_directory
     from zoo.models import trained_dir
     from zoo.text.generate import GenerationOptions, format_table, generate, next_token_table, stream
 
-    model = load_pretrained(trained_dir(args.dir)).eval()
-    if args.show_probs:
-        print(format_table(next_token_table(model, args.prompt, k=args.top_k or 10)))
-        return
+    # the options first: a bad value is refused before the model loads
     options = GenerationOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                                 top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
                                 seed=args.seed, stop=tuple(args.stop or ()), beam_size=args.beam_size,
                                 patience=args.patience, length_penalty=args.length_penalty)
+    model = load_directory(trained_dir(args.dir)).eval()  # zoo's own directory or a Hugging Face folder
+    if args.show_probs:
+        print(format_table(next_token_table(model, args.prompt, k=10 if args.top_k is None else args.top_k)))
+        return
     if args.stream:
         print(args.prompt, end="", flush=True)
         pieces = stream(model, args.prompt, options)

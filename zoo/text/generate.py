@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from zoo.decoding import DecodingOptions, StopStrings, TextState, check_prompts, decode, device_of, sample
-from zoo.errors import InputError
+from zoo.errors import InputError, InputTypeError
 from zoo.utils import eval_mode
 
 # ----------------------------------------------------------------------------------------------------------
@@ -70,6 +70,9 @@ class GenerationResult:
 
 
 def _tokenizer_of(model: nn.Module):
+    from zoo.models import require_family
+
+    require_family(model, ("gpt",), "text generation")  # another family's prefill needs more than tokens
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise InputError("this model has no tokenizer (model.tokenizer is None): load a trained model directory "
@@ -82,20 +85,34 @@ def _encode_prompts(model: nn.Module, prompts: Sequence[str], max_new_tokens: in
     tokenizer = _tokenizer_of(model)
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
-            raise InputError(f"prompt {i} must be a str, got {type(prompt).__name__}")
+            raise InputTypeError(f"prompt {i} must be a str, got {type(prompt).__name__}")
         if not prompt:
             raise InputError(f"prompt {i} is empty: generation continues a prompt, and a char-level model has no "
                              f"BOS token to start from; give at least one character")
     ids = tokenizer.encode_batch(list(prompts))  # characters outside a char vocabulary: the tokenizer's error
+    bos = getattr(tokenizer, "bos_id", None)  # an imported checkpoint's prompts start with it (zoo/text/hf.py)
+    if bos is not None:
+        ids = [[bos, *row] for row in ids]
     check_prompts(ids, max_new_tokens, model.max_seq_len)
     return ids
+
+
+def _check_options(options) -> GenerationOptions:
+    if options is None:
+        return GenerationOptions()
+    if not isinstance(options, DecodingOptions):
+        raise InputTypeError(f"options must be a GenerationOptions (e.g. GenerationOptions(max_new_tokens=50, "
+                             f"temperature=0.8)), got {type(options).__name__}")
+    return options
 
 
 def _check_prompts(prompts) -> list[str]:
     if isinstance(prompts, str):
         return [prompts]
-    if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise InputError(f"prompts must be a str or a non-empty list of str, got {prompts!r}")
+    if not isinstance(prompts, (list, tuple)):
+        raise InputTypeError(f"prompts must be a str or a non-empty list of str, got {type(prompts).__name__}")
+    if not prompts:
+        raise InputError("prompts is an empty list; allowed: a str or a non-empty list of str")
     return list(prompts)
 
 
@@ -109,7 +126,7 @@ def generate(model: nn.Module, prompts: str | list[str], options: GenerationOpti
     Raises ValueError for an empty prompt, a prompt longer than the context, longest prompt + max_new_tokens >
     max_seq_len, a model without a tokenizer, or characters a char-level tokenizer does not know.
     """
-    options = options or GenerationOptions()
+    options = _check_options(options)
     texts = _check_prompts(prompts)
     ids = _encode_prompts(model, texts, options.max_new_tokens)
     tokenizer = model.tokenizer
@@ -133,7 +150,7 @@ def stream(model: nn.Module, prompt: str, options: GenerationOptions | None = No
     """Yield the continuation of one prompt in pieces, each as soon as it is final: text that could still be
     the start of a stop string is held back, and a stop string itself is never yielded. The pieces join to
     generate()'s text; the generator's return value (StopIteration.value) is the GenerationResult."""
-    options = options or GenerationOptions()
+    options = _check_options(options)
     if not isinstance(prompt, str):
         raise InputError(f"stream() takes one prompt (a str), got {type(prompt).__name__}; use generate() for "
                          f"a batch")

@@ -38,6 +38,11 @@ class TextDataConfig:
             raise InputError(f"data.code_samples={self.code_samples}; allowed: 0 (off) or a number of samples")
         if self.tokenizer not in TOKENIZERS:
             raise InputError(f"data.tokenizer={self.tokenizer!r}; allowed: {', '.join(TOKENIZERS)}")
+        if self.quick_eval_windows < 1:
+            raise InputError(f"data.quick_eval_windows={self.quick_eval_windows}; allowed: an integer >= 1")
+        for name in ("max_chars", "seq_len", "eval_stride"):  # 0 would read as None (`seq_len or ...`): refuse it
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InputError(f"data.{name}={getattr(self, name)}; allowed: an integer >= 1, or None (the default)")
 
 
 def prepare_data(config, data_config: TextDataConfig, path, cache_dir, model=None, run_dir=None) -> TrainingData:

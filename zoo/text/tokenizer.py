@@ -23,13 +23,15 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from zoo.errors import InputError, MissingFileError
+from zoo.checkpoint import read_json_object
+from zoo.errors import CorruptFileError, InputError, InputTypeError, MissingFileError
 
 META_FILE = "zoo_tokenizer.json"
 BPE_FILE = "tokenizer.json"
 KINDS = ("char", "bpe")
 EOT_TEXT = "<|endoftext|>"  # the name of the BPE control token; never matched in user text
 BYTE_ALPHABET_SIZE = 256
+MAX_NAMED = 10  # unknown characters an error message lists
 # `tokenizers` encodes many short pieces several times faster than a few long ones (measured: 8M chars of
 # stdlib source in ~2 s as 4 KiB pieces vs ~6 s as 1 MiB pieces on 2 cores)
 CHUNK_CHARS = 1 << 12
@@ -74,18 +76,26 @@ class CharTokenizer:
         return self.encode_array(text).tolist()
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [self.encode(text) for text in texts]
+        return [self.encode(text) for text in check_batch(texts)]
 
     def encode_array(self, text: str) -> np.ndarray:
-        """Encode to an int64 array without building a Python list (fast path for big corpora)."""
+        """Encode to an int64 array without building a Python list (fast path for big corpora).
+
+        A character outside the vocabulary is an error naming it (and up to MAX_NAMED others), never a silent
+        <unk>: a char-level vocabulary has no unknown token, and dropping characters would change the text."""
+        if not isinstance(text, str):
+            raise InputTypeError(f"a char tokenizer encodes a str, got {type(text).__name__}")
         points = _codepoints(text)
         ids = np.searchsorted(self._codepoints, points)
         known = (ids < self.vocab_size) & (self._codepoints[np.minimum(ids, self.vocab_size - 1)] == points)
         if not known.all():
             position = int(np.argmin(known))
+            others = [chr(point) for point in dict.fromkeys(points[~known].tolist()) if point != points[position]]
+            also = f", nor are {', '.join(map(repr, others[:MAX_NAMED]))}" if others else ""
+            more = f" and {len(others) - MAX_NAMED} more" if len(others) > MAX_NAMED else ""
             raise InputError(f"character {text[position]!r} at position {position} is not in this char-level "
-                             f"tokenizer's vocabulary ({self.vocab_size} characters); a char-level model can "
-                             f"only encode characters seen in the corpus it was trained on")
+                             f"tokenizer's vocabulary ({self.vocab_size} characters){also}{more}; a char-level "
+                             f"model can only encode characters seen in the corpus it was trained on")
         return ids.astype(np.int64)
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -133,7 +143,7 @@ class BPETokenizer:
         hf.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size - 1, show_progress=False, special_tokens=[],
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-        hf.train_from_iterator(_check_texts(texts), trainer)
+        hf.train_from_iterator((check_text(text) for text in texts), trainer)
         return cls(hf, eot_id=hf.get_vocab_size())
 
     def encode(self, text: str) -> list[int]:
@@ -141,7 +151,7 @@ class BPETokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Encode many texts at once; `tokenizers` spreads the batch over all cores."""
-        texts = list(_check_texts(texts))
+        texts = [check_text(text) for text in check_batch(texts)]
         # encode_batch_fast (tokenizers >= 0.20) skips computing offsets, which we never use
         encode = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)
         return [encoding.ids for encoding in encode(texts, add_special_tokens=False)]
@@ -183,18 +193,25 @@ def _byte_decoder() -> dict[str, int]:
 BYTE_DECODER = _byte_decoder()
 
 
-def _check_texts(texts: Iterable[str]) -> Iterator[str]:
-    # lone surrogates (e.g. from errors="surrogateescape") have no UTF-8 form: byte-level BPE can't take them
-    for text in texts:
-        if not isinstance(text, str):
-            raise InputError(f"BPE tokenizer expects str, got {type(text).__name__}")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as error:
-            bad = text[error.start]
-            raise InputError(f"text contains a lone surrogate {bad!r} at position {error.start}; it is not "
-                             f"valid Unicode text and cannot be encoded as UTF-8 bytes") from None
-        yield text
+def check_text(text: str, what: str = "text") -> str:
+    """`text` itself if it is a str that UTF-8 can hold; an InputError otherwise. Lone surrogates (e.g. from
+    errors="surrogateescape") have no UTF-8 form, so no byte-level or `tokenizers` model can take them."""
+    if not isinstance(text, str):
+        raise InputTypeError(f"{what} must be a str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = text[error.start]
+        raise InputError(f"{what} contains a lone surrogate {bad!r} at position {error.start}; it is not "
+                         f"valid Unicode text and cannot be encoded as UTF-8 bytes") from None
+    return text
+
+
+def check_batch(texts: Sequence[str]) -> Sequence[str]:
+    """A batch of texts: a str is refused, since iterating it would encode each character as its own text."""
+    if isinstance(texts, str):
+        raise InputTypeError("encode_batch takes a list of str, got one str; use encode() for a single text")
+    return texts
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -212,24 +229,109 @@ def build_tokenizer(kind: str, text: str, vocab_size: int) -> Tokenizer:
     raise InputError(f"unknown tokenizer kind {kind!r}; allowed kinds: {', '.join(KINDS)}")
 
 
+class PretrainedTokenizer:
+    """A checkpoint's own tokenizer (a `tokenizers` pipeline) behind zoo's Tokenizer interface (encode,
+    encode_batch, decode, vocab_size, eot_id, kind, save), so zoo.text.generate and the trainer use it as they
+    use zoo's own.
+
+    vocab_size: the model's (its embedding may have more rows than the pipeline has tokens, rounded up for
+        speed: those ids are valid model outputs that decode to nothing).
+    eot_id: the end-of-sequence id generation stops at (the first, where a checkpoint lists several).
+    bos_id: the id the checkpoint's tokenizer puts before a text (Llama's <s>, Gemma's <bos>; None for GPT-2 and
+        Qwen2): generation starts each prompt with it, as transformers' tokenizer(prompt) does. encode() adds no
+        special tokens, so a training corpus is encoded as the text it is.
+    Text that spells a special token ("<s>", "<|endoftext|>") is encoded as the ordinary text it is, never as
+    the control token (zoo's BPETokenizer rule: only code can produce one); decode() drops special tokens.
+    """
+
+    kind = "pretrained"
+
+    def __init__(self, hf: HFTokenizer, eot_id: int | None, bos_id: int | None, vocab_size: int | None = None):
+        self.hf = hf
+        hf.encode_special_tokens = True  # special tokens' text is split like any text (not saved with the pipeline)
+        self.pipeline_size = hf.get_vocab_size(with_added_tokens=True)
+        self.vocab_size = max(vocab_size or 0, self.pipeline_size)
+        for name, value in (("eot_id", eot_id), ("bos_id", bos_id)):
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise InputError(f"{name}={value} is outside the tokenizer's {self.vocab_size} tokens")
+        self.eot_id, self.bos_id = eot_id, bos_id
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_batch([text])[0]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        texts = [check_text(text) for text in check_batch(texts)]
+        return [encoding.ids for encoding in self.hf.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids) -> str:
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:  # `tokenizers` would silently drop them
+            raise InputError(f"token id {bad[0]} is out of range for this tokenizer with vocab_size "
+                             f"{self.vocab_size} (allowed: 0..{self.vocab_size - 1})")
+        return self.hf.decode([i for i in ids if i < self.pipeline_size], skip_special_tokens=True)
+
+    def save(self, directory: str | Path) -> Path:
+        """tokenizer.json (the pipeline) and zoo_tokenizer.json (its kind and special ids), as zoo's BPE saves."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.hf.save(str(directory / BPE_FILE))
+        meta = {"kind": self.kind, "eot_id": self.eot_id, "bos_id": self.bos_id, "vocab_size": self.vocab_size}
+        (directory / META_FILE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+        return directory
+
+    @classmethod
+    def from_saved(cls, directory: Path, meta: dict) -> "PretrainedTokenizer":
+        """The tokenizer `save` wrote (zoo_tokenizer.json's `meta` read by zoo.text.tokenizer.load_tokenizer)."""
+        path = directory / BPE_FILE
+        if not path.is_file():
+            raise MissingFileError(f"the tokenizer in {directory} is incomplete: {path} is missing")
+        ids = {name: meta.get(name) for name in ("eot_id", "bos_id", "vocab_size")}
+        if any(value is not None and (not isinstance(value, int) or isinstance(value, bool))
+               for value in ids.values()):
+            raise CorruptFileError(f"{directory}: eot_id, bos_id and vocab_size must be integers or null, got {ids}")
+        try:
+            return cls(read_hf_tokenizer(path), **ids)
+        except InputError as error:
+            raise CorruptFileError(f"{directory}: {error}") from None
+
+
 def load_tokenizer(directory: str | Path) -> Tokenizer:
+    """The tokenizer saved in `directory`; a missing file is a MissingFileError, a malformed one a
+    CorruptFileError naming it."""
     directory = Path(directory)
     meta_path = directory / META_FILE
     if not meta_path.is_file():
         raise MissingFileError(f"no tokenizer in {directory}: {meta_path} is missing")
+    meta = read_json_object(meta_path, "zoo tokenizer")
+    kind = meta.get("kind")
+    if kind == "pretrained":  # a checkpoint's own tokenizer, imported with its model (zoo/text/hf.py)
+        return PretrainedTokenizer.from_saved(directory, meta)
+    if kind not in KINDS:
+        raise CorruptFileError(f"{meta_path} has unknown tokenizer kind {kind!r}; allowed kinds: {', '.join(KINDS)}")
+    field, expected = ("chars", str) if kind == "char" else ("eot_id", int)
+    value = meta.get(field)
+    if not isinstance(value, expected) or isinstance(value, bool):
+        raise CorruptFileError(f"{meta_path} is not a valid zoo tokenizer file: a {kind} tokenizer needs "
+                               f"{field!r} to be a {expected.__name__}, got {value!r}")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        kind = meta["kind"]
         if kind == "char":
-            return CharTokenizer(meta["chars"])
-        if kind == "bpe":
-            bpe_path = directory / BPE_FILE
-            if not bpe_path.is_file():
-                raise MissingFileError(f"BPE tokenizer in {directory} is incomplete: {bpe_path} is missing")
-            return BPETokenizer(HFTokenizer.from_file(str(bpe_path)), eot_id=meta["eot_id"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise InputError(f"{meta_path} is not a valid zoo tokenizer file ({error!r})") from None
-    raise InputError(f"{meta_path} has unknown tokenizer kind {kind!r}; allowed kinds: {', '.join(KINDS)}")
+            return CharTokenizer(value)
+        bpe_path = directory / BPE_FILE
+        if not bpe_path.is_file():
+            raise MissingFileError(f"BPE tokenizer in {directory} is incomplete: {bpe_path} is missing")
+        return BPETokenizer(read_hf_tokenizer(bpe_path), eot_id=value)
+    except InputError as error:  # the tokenizer's own checks: sorted characters, eot_id one past the vocabulary
+        files = meta_path if kind == "char" else f"{meta_path} (with {directory / BPE_FILE})"
+        raise CorruptFileError(f"{files} is not a valid zoo tokenizer: {error}") from None
+
+
+def read_hf_tokenizer(path: Path) -> HFTokenizer:
+    """A `tokenizers` JSON file; one that does not parse is a CorruptFileError naming it."""
+    try:
+        return HFTokenizer.from_file(str(path))
+    except Exception as error:  # noqa: BLE001 (tokenizers raises a bare Exception for any malformed file)
+        raise CorruptFileError(f"{path} is not a valid `tokenizers` file ({error})") from None
 
 
 def _write_meta(directory: str | Path, meta: dict) -> Path:

@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from zoo.checkpoint import torch_load
 from zoo.decoding import COMPUTE_METHODS
 from zoo.errors import InputError
-from zoo.train.distributed import Dist, setup
+from zoo.train.distributed import DIST_TIMEOUT_S, Dist, setup
 
 STATE_FILE = "state.pt"
 SHARDED_DIR = "sharded"
@@ -69,7 +70,7 @@ class Single:
         if not (directory / STATE_FILE).exists():
             raise InputError(f"{directory} holds no {STATE_FILE}: it was written by the fsdp strategy (sharded), "
                              f"which cannot be resumed with {self.name}")
-        state = torch.load(directory / STATE_FILE, map_location=self.env.device, weights_only=True)
+        state = torch_load(directory / STATE_FILE, map_location=self.env.device)  # weights_only=True
         self.unwrap(wrapped).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optim"])
         return state.get("sharded", {})
@@ -179,9 +180,9 @@ class FSDP(Single):
 STRATEGIES = {cls.name: cls for cls in (Single, DDP, Zero1, FSDP)}
 
 
-def make_strategy(name: str, device: str, precision: str) -> Single:
-    """Join the process group the strategy needs, then return it."""
+def make_strategy(name: str, device: str, precision: str, timeout_s: float = DIST_TIMEOUT_S) -> Single:
+    """Join the process group the strategy needs (collectives time out after timeout_s), then return it."""
     if name not in STRATEGIES:
         raise InputError(f"train.strategy={name!r}; allowed: {', '.join(STRATEGIES)}")
     cls = STRATEGIES[name]
-    return cls(setup(cls.grouped, device, name), precision)
+    return cls(setup(cls.grouped, device, name, timeout_s), precision)

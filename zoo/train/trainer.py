@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from zoo.config import config_to_dict
 from zoo.errors import InputError, TrainingError
 from zoo.registry import Family, TrainingData, zoo_home
 from zoo.train import checkpointing
-from zoo.train.distributed import all_reduce_mean, teardown
-from zoo.train.lora import apply_lora, count_parameters, merge_lora, save_adapter
+from zoo.train.distributed import DIST_TIMEOUT_S, StopSignal, all_reduce_mean, any_rank, teardown, torchrun_restarts
+from zoo.train.lora import apply_lora, count_parameters, merge_lora, parse_lora, save_adapter
 from zoo.train.metrics import RunLog, measure_flops, peak_flops, plot_losses
 from zoo.train.strategy import STRATEGIES, make_strategy
 from zoo.utils import git_state
@@ -62,8 +63,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off (diffusion uses 0.999+)
     max_nonfinite: int = 3  # stop after this many non-finite steps in a row
+    dist_timeout_s: float = DIST_TIMEOUT_S  # a collective waiting longer for another rank (a hung one) fails the run
     lora: str = ""  # e.g. "r=8,alpha=16": train LoRA adapters only (peft), merged on export
-    init_from: str = ""  # a model directory to start from (fine-tuning; LoRA's base model)
+    init_from: str = ""  # a model directory (zoo's or a Hugging Face folder) to start from (fine-tuning; LoRA's base)
     device: str = "auto"  # auto | cpu | cuda
     tensorboard: bool = True
 
@@ -72,15 +74,25 @@ class TrainConfig:
             raise InputError(f"train.precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
         if self.strategy not in STRATEGIES:
             raise InputError(f"train.strategy={self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
-        for name in ("steps", "batch_size", "grad_accum", "log_every"):
+        for name in ("steps", "batch_size", "grad_accum", "log_every", "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise InputError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup", "weight_decay", "grad_clip", "eval_every", "checkpoint_every"):  # 0 means off
+            if getattr(self, name) < 0:
+                raise InputError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise InputError(f"train.{name} is an Adam decay in [0, 1), got {getattr(self, name)}")
         if self.num_workers < 0:
             raise InputError(f"train.num_workers must be >= 0, got {self.num_workers}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise InputError(f"need 0 <= train.min_lr <= train.lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
         if not 0 <= self.ema < 1:
             raise InputError(f"train.ema is a decay in [0, 1), got {self.ema}")
+        if self.lora:
+            parse_lora(self.lora)  # a bad spec fails now, not after the data (or a DiT's VAE) is prepared
+        if self.dist_timeout_s <= 0:
+            raise InputError(f"train.dist_timeout_s must be > 0 (seconds), got {self.dist_timeout_s}")
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -207,14 +219,21 @@ def clean_name(name: str) -> str:
 
 class Trainer:
     def __init__(self, family: Family, model_config, data_config, config: TrainConfig, out_dir: str | Path,
-                 data_path: str | None = None, name: str | None = None, resume: bool = False):
+                 data_path: str | None = None, name: str | None = None, resume: bool = False,
+                 overwrite: bool = False):
         for hook in ("prepare_data", "loss", "evaluate"):
             if getattr(family, hook) is None:
                 raise InputError(f"family {family.name!r} cannot be trained: it has no {hook}")
         self.family, self.config, self.data_config = family, config, data_config
         self.out_dir, self.data_path, self.name = Path(out_dir), data_path, name
-        self.strategy = make_strategy(config.strategy, config.device, config.precision)
+        self.strategy = make_strategy(config.strategy, config.device, config.precision, config.dist_timeout_s)
         self.env = self.strategy.env
+        # torchrun --max-restarts started the workers again after a failure: continue from the checkpoint. Asked of
+        # every rank: an agent that restarts its workers because another node's failed leaves its own
+        # TORCHELASTIC_RESTART_COUNT at 0 (it counts failures of its own workers only).
+        self.resuming = resume or any_rank(torchrun_restarts() > 0, self.env.device)
+        if not self.resuming:  # before the data is prepared: a refusal should not wait for it
+            start_over(self.out_dir, overwrite, self.env)
         if config.lora and not self.strategy.supports_lora:
             raise InputError(f"LoRA trains with strategy single or ddp, not {config.strategy}")
         if config.precision == "fp16" and self.env.device.type != "cuda":
@@ -223,13 +242,14 @@ class Trainer:
         seed_everything(config.seed)  # identical initial weights on every rank
         base = None
         if config.init_from:
-            from zoo.checkpoint import load_pretrained
+            from zoo.interop import load_directory
 
-            base = load_pretrained(config.init_from)
+            base = load_directory(config.init_from)  # zoo's own directory or a Hugging Face folder
             model_config = base.config  # the architecture comes from the model being fine-tuned
         self.data = self._prepare_data(model_config, base)
         self.model_config = self.data.config
         self.frozen = self._place_frozen(self.data.frozen)
+        seed_everything(config.seed)  # again: the initial weights depend on the seed alone, not on what data drew
         model = base if base is not None else family.build(self.model_config)
         for key, value in self.data.extras.items():
             setattr(model, key, value)
@@ -269,7 +289,7 @@ class Trainer:
         self._batches, self._batches_step = None, None
         self.step, self.nonfinite_in_row, self.skipped = 0, 0, 0
         torch.manual_seed(config.seed + 7919 * self.env.rank)  # dropout streams differ per rank
-        if resume:
+        if self.resuming:
             self._resume()  # restores each rank's RNG state as it was at the checkpoint
 
     # ---------------------------------------------------------------------------------------------- setup
@@ -441,6 +461,8 @@ class Trainer:
             self.nonfinite_in_row = 0
         else:
             self.nonfinite_in_row += 1
+            if self.scaler is not None:
+                self._back_off_loss_scale()
         self.skipped += not applied
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -452,6 +474,15 @@ class Trainer:
                 f"checkpoint is untouched: {last or 'none written yet'}. Try a lower train.lr, "
                 f"train.grad_clip, or train.precision=fp32.")
         return {"loss": loss_value, "grad_norm": norm_value, "lr": lr, "skipped": not applied, **averaged}
+
+    def _back_off_loss_scale(self):
+        """End the GradScaler's step without an update, lowering the scale as for an overflow. unscale_ has run,
+        and until update() the next step's unscale_ raises; update() alone lowers the scale only if unscale_
+        found inf/NaN gradients, while here the loss alone may have been non-finite."""
+        scale = self.scaler.get_scale()
+        self.scaler.update()  # backs off (and restarts the growth count) when the gradients overflowed
+        if self.scaler.get_scale() >= scale:
+            self.scaler.update(scale * self.scaler.get_backoff_factor())
 
     # ------------------------------------------------------------------------------------------------ fit
 
@@ -490,6 +521,7 @@ class Trainer:
         peak = peak_flops(env.device, cfg.precision) * env.world_size
         window_start, window_steps = time.perf_counter(), 0
         metrics: dict = {}
+        stop = StopSignal().install()
         try:
             while self.step < cfg.steps:
                 result = self.train_step()
@@ -508,6 +540,9 @@ class Trainer:
                         record["tokens_per_s"] = samples_per_s * self.data.tokens_per_sample
                     log.log(record)
                     window_start, window_steps = time.perf_counter(), 0
+                if self.step < cfg.steps and stop.requested(env.device):
+                    self._stop_early(log)
+                    return {}
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                     metrics = self.evaluate(quick=True)
                     log.log({"step": self.step, **as_validation(metrics)})
@@ -522,9 +557,20 @@ class Trainer:
                 log.log({"step": self.step, **as_validation(metrics)})
                 plot_losses(log.history, self.out_dir / "loss.png", title=self.name or self.family.name)
         finally:
+            stop.restore()
             self.close_batches()
             log.close()
         return metrics
+
+    def _stop_early(self, log: RunLog):
+        """SIGTERM (a preempted machine): checkpoint this step and return normally, so the process exits 0.
+        The run is unfinished, so nothing is exported; `--resume` continues it exactly."""
+        self.close_batches()
+        self.save_checkpoint()
+        if self.env.is_main:
+            log.write(f"SIGTERM: stopped at step {self.step} of {self.config.steps} and saved "
+                      f"{checkpointing.latest_checkpoint(self.out_dir)}; the model is not exported. To continue, run "
+                      f"the same command with --resume.")
 
     def _write_run_config(self):
         run = {"name": self.name, "family": self.family.name, "data_path": self.data_path,
@@ -560,8 +606,9 @@ class Trainer:
 
 
 def train(name: str, out: str | Path | None = None, data: str | None = None, steps: int | None = None,
-          sets: list[str] = (), resume: bool = False, lora: str | None = None) -> dict:
-    """`zoo train NAME`: the registered recipe plus --set overrides, run by the Trainer."""
+          sets: list[str] = (), resume: bool = False, lora: str | None = None, overwrite: bool = False) -> dict:
+    """`zoo train NAME`: the registered recipe plus --set overrides, run by the Trainer. `overwrite` starts over in
+    a previous run that has checkpoints (they are deleted); without it, or --resume, such a run is refused."""
     from zoo.config import parse_sets, replace_config
     from zoo.registry import get_family, get_model_entry
 
@@ -577,13 +624,56 @@ def train(name: str, out: str | Path | None = None, data: str | None = None, ste
                        **({"lora": lora} if lora else {})}
     config = replace_config(replace_config(TrainConfig(), train_overrides, "train"), sections["train"], "train")
     out_dir = Path(out) if out else zoo_home() / name
+    check_out_dir(out_dir)
     if resume:
         _check_resume_config(out_dir, config)
-    trainer = Trainer(family, model_config, data_config, config, out_dir, data, name, resume)
+    trainer = Trainer(family, model_config, data_config, config, out_dir, data, name, resume, overwrite)
     try:
         return trainer.fit()
     finally:
         teardown()
+
+
+RUN_MARKERS = ("train_config.json", "checkpoints")  # what a zoo run directory holds from its first step
+
+
+def is_run_dir(directory: Path) -> bool:
+    return any((directory / marker).exists() for marker in RUN_MARKERS)
+
+
+def check_out_dir(out_dir: Path):
+    """Refuse to train into a directory that holds anything but a zoo run, rather than mix checkpoints, logs and
+    the exported model into a user's files (as the HF example scripts refuse a non-empty output_dir). Allowed: a
+    new or empty directory, and a previous zoo run: --resume continues it, and without --resume training starts
+    over there (the log restarts, the export is replaced; its checkpoints go only with --overwrite: start_over).
+    A directory of zoo runs only counts as one: a DiT run trains its helper models (vae/, judge/) before its own
+    first file appears."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file; allowed: a new or empty directory, or a zoo run directory")
+    entries = sorted(out_dir.iterdir())
+    if not entries or is_run_dir(out_dir) or all(entry.is_dir() and is_run_dir(entry) for entry in entries):
+        return
+    shown = ", ".join(entry.name for entry in entries[:5]) + (", ..." if len(entries) > 5 else "")
+    raise InputError(f"--out {out_dir} exists and is not a zoo run (it holds {shown}); allowed: a new or empty "
+                     f"directory, or a previous zoo run (with {' or '.join(RUN_MARKERS)}) to continue with --resume "
+                     f"or start over; choose another --out")
+
+
+def start_over(out_dir: Path, overwrite: bool, env):
+    """A fresh run in a directory whose previous run left checkpoints: their later steps would be what a later
+    --resume picks up, so they go (with overwrite) or the run is refused, never silently mixed or lost. Every rank
+    takes the same branch (a node without the shared directory sees no checkpoints)."""
+    latest = checkpointing.latest_checkpoint(out_dir)
+    if any_rank(latest is not None and not overwrite, env.device):
+        raise InputError(f"--out {out_dir} holds a previous run's checkpoints"
+                         f"{f' (latest {latest.name})' if latest else ''}; allowed: --resume to continue it, "
+                         f"--overwrite to start over (its checkpoints are deleted), or another --out")
+    if latest is not None and env.is_main:
+        shutil.rmtree(out_dir / "checkpoints")
+        print(f"--overwrite: deleted the previous run's checkpoints in {out_dir} (latest {latest.name})")
+    env.barrier()
 
 
 def _check_resume_config(out_dir: Path, config: TrainConfig):
@@ -594,7 +684,8 @@ def _check_resume_config(out_dir: Path, config: TrainConfig):
     now = config_to_dict(config)
     # settings that change neither the batches nor the updates (batches are a function of seed and step only,
     # whoever builds them) may differ on resume
-    free = ("steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints", "tensorboard", "num_workers")
+    free = ("steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints", "tensorboard", "num_workers",
+            "dist_timeout_s")
     changed = [k for k in now if k not in free and saved.get(k) != now[k]]
     if changed:
         raise InputError(f"--resume with different training settings than {saved_path}: "

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from zoo.data.shapes import TASKS, SceneConfig, ShapesDataset, materialize
-from zoo.errors import InputError, MissingFileError
+from zoo.errors import InputError, InputTypeError, MissingFileError
 from zoo.plots import save_confusion_matrix
 from zoo.registry import TrainingData
 from zoo.utils import eval_mode, model_device, written_atomically
@@ -46,7 +46,7 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 QUICK_EVAL_IMAGES = 512  # evaluate(quick=True), the trainer's periodic evaluation
 EVAL_BATCH = 256
-FOLDER_CACHE_VERSION = 1  # bump when decoding/resizing of folder images changes (part of the cache key)
+FOLDER_CACHE_VERSION = 2  # bump when decoding/resizing of folder images changes (part of the cache key)
 
 
 @dataclass
@@ -68,7 +68,7 @@ class VisionDataConfig:
     def __post_init__(self):
         if self.task not in TASKS:
             raise InputError(f"VisionDataConfig.task={self.task!r}; allowed: {', '.join(TASKS)}")
-        for name in ("n_train", "n_val"):
+        for name in ("n_train", "n_val", "max_count"):
             if getattr(self, name) < 1:
                 raise InputError(f"VisionDataConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size is not None and self.image_size < 16:
@@ -145,11 +145,18 @@ def shapes_data(data_config: VisionDataConfig, image_size: int, cache_dir=None):
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Decode any image file to RGB; a file that is not a (complete) image is a ValueError naming it."""
+    """Decode any image file to RGB; a file that is not a (complete) image is a ValueError naming it, and so is
+    one of more than PIL's Image.MAX_IMAGE_PIXELS pixels (a decompression bomb: a few kilobytes of PNG can
+    declare 100000 x 100000 pixels). PIL only warns up to twice that limit; here the warning is an error."""
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, not somewhere in training
-            image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()  # decode now: a truncated file fails here, not somewhere in training
+                image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InputError(f"refusing image {path}: {error} Allowed: at most PIL.Image.MAX_IMAGE_PIXELS "
+                         f"({Image.MAX_IMAGE_PIXELS} pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -167,7 +174,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / float grayscale: rescale, don't clip
-        array = np.asarray(image, dtype=np.float32)
+        array = np.nan_to_num(np.asarray(image, dtype=np.float32))  # a float TIFF may hold NaN
         if image.mode == "F" and array.max() <= 1.0:
             array = array * 255  # float images in [0, 1]
         elif array.max() > 255:
@@ -177,12 +184,20 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def image_to_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
-    """RGB PIL image -> uint8 (3, S, S): shorter side resized to S (antialiased), then the centre crop."""
+    """RGB PIL image -> uint8 (3, S, S): shorter side resized to S (antialiased bilinear), then the centre crop,
+    with torchvision's sizes (resize's int(S * long / short), center_crop's rounded offsets).
+
+    One PIL resize of just the region the crop keeps (Image.resize's box; the filter still reads the pixels
+    around it): resizing the whole image first would turn a 1 x 2,000,000 strip into 32 x 64,000,000 pixels."""
     from torchvision.transforms import v2
 
-    image = v2.functional.resize(image, image_size, antialias=True)
-    image = v2.functional.center_crop(image, image_size)
-    return v2.functional.pil_to_tensor(image)
+    width, height = image.size
+    long_side = int(image_size * max(width, height) / min(width, height))
+    resized_w, resized_h = (image_size, long_side) if width <= height else (long_side, image_size)
+    left, top = round((resized_w - image_size) / 2), round((resized_h - image_size) / 2)
+    x_scale, y_scale = width / resized_w, height / resized_h  # source pixels per resized pixel
+    box = (left * x_scale, top * y_scale, (left + image_size) * x_scale, (top + image_size) * y_scale)
+    return v2.functional.pil_to_tensor(image.resize((image_size, image_size), Image.Resampling.BILINEAR, box=box))
 
 
 def scan_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
@@ -356,15 +371,28 @@ def evaluate(model: nn.Module, data, data_config: VisionDataConfig | None = None
     return metrics
 
 
+def check_classifier(model: nn.Module):
+    """Any image classifier whose config names its input size and classes (AlexNet, ViT), judged by its config
+    rather than its family, as `zoo classify` serves them all."""
+    config = getattr(model, "config", None)
+    if not (hasattr(config, "image_size") and hasattr(config, "class_names")):
+        name = getattr(model, "zoo_name", None) or type(model).__name__
+        raise InputError(f"classify() takes an image classifier (a config with image_size and class_names, e.g. "
+                         f"alexnet-mini or vit-nano); {name} is not one")
+
+
 @torch.no_grad()
 def classify(model: nn.Module, image_path: str | Path, top_k: int = 5) -> list[tuple[str, float]]:
     """The top_k (class name, probability) pairs for one image file, most likely first. The image is prepared
     as in training: RGB, shorter side to the model's image_size, centre crop, ImageNet normalisation."""
-    if top_k < 1:
-        raise InputError(f"top_k must be >= 1, got {top_k}")
+    check_classifier(model)
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise InputError(f"top_k must be an integer >= 1, got {top_k!r}")
+    if not isinstance(image_path, (str, os.PathLike)):
+        raise InputTypeError(f"classify() takes the path of an image file, got {type(image_path).__name__}")
     path = Path(image_path)
     if not path.is_file():
-        raise MissingFileError(f"no image file {path}")
+        raise MissingFileError(f"no image file {path}" + (" (it is a directory)" if path.is_dir() else ""))
     x = normalize(image_to_tensor(load_image(path), model.config.image_size))[None]  # (1, 3, S, S)
     with eval_mode(model):
         probs = model(x.to(model_device(model))).float().softmax(dim=-1)[0]  # (classes,)
