@@ -21,15 +21,10 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest -q
 
-# Speed and memory against the peers, as ratios measured in the same run (never asserted in tests).
+# Speed and memory against the peers, as ratios measured in the same run (never asserted in tests): every
+# benchmark, then benchmarks/results.md and results.png. `make bench BENCH=--quick` for a smoke run.
 bench: install
-	$(BIN)/python benchmarks/attention.py
-	$(BIN)/python benchmarks/text.py
-	$(BIN)/python benchmarks/nanogpt_baby.py
-	$(BIN)/python benchmarks/vision.py
-	$(BIN)/python benchmarks/speech.py
-	$(BIN)/python benchmarks/diffusion.py
-	$(BIN)/python benchmarks/trainer.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH)
 
 demo: install
 	$(BIN)/zoo demo

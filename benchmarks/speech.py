@@ -2,6 +2,7 @@
 encoder time, greedy decoding speed and batched transcription throughput.
 
     python benchmarks/speech.py [--only encoder|decode|batch] [--threads 2] [--rounds 5] [--new-tokens 100] [--quick]
+                                [--json PATH]
 
 Both sides get Whisper tiny's shape (width 384, 4 encoder + 4 decoder layers, 6 heads, 80 mels, GELU MLP 1536,
 LayerNorm, biases, a tied head over a 51,865-token vocabulary: zoo.speech.whisper.whisper_tiny()), random weights
@@ -30,9 +31,13 @@ special token has its id in Whisper's multilingual vocabulary (<|endoftext|> 502
 <|en|> 50259, <|transcribe|> 50359, <|notimestamps|> 50363, 1501 timestamps from 50364; 51,865 in all), the same
 ids HF's generation config is given. The parameter counts differ only by HF's learned position tables (zoo adds
 sinusoids in the encoder and uses RoPE in the decoder) and zoo's key biases; both are printed.
+
+--json PATH: the cases for benchmarks/run_all.py (zoo as it runs against HF as it runs, and like for like on the
+same 30 s windows; ratio > 1: zoo ahead; the issue's target for encoder and decoding is 2x).
 """
 
 import argparse
+import json
 import math
 import os
 from dataclasses import replace
@@ -247,6 +252,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (the best counts)")
     parser.add_argument("--new-tokens", type=int, default=100, help="tokens generated per clip, on both sides")
     parser.add_argument("--quick", action="store_true", help="a smoke run: one timing round (after the warm-up)")
+    parser.add_argument("--json", metavar="PATH", help="write the cases to PATH")
     args = parser.parse_args()
     if args.quick:
         args.rounds = 1
@@ -259,12 +265,30 @@ def main():
           f"threads, fp32, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     zoo_model, hf_model, options = build_pair()
     describe(zoo_model, hf_model)
+    cases = []
     if args.only in (None, "encoder"):
-        bench_encoder(args, zoo_model, hf_model)
+        t = bench_encoder(args, zoo_model, hf_model)
+        cases += [{"case": f"Whisper tiny encoder, one {CLIP_SECONDS:g} s clip (zoo: its frames; HF: padded to 30 s)",
+                   "zoo": t["zoo"] * 1e3, "peer": t["hf"] * 1e3, "unit": "ms", "ratio": t["hf"] / t["zoo"],
+                   "target": 2.0},
+                  {"case": "Whisper tiny encoder, both on the padded 30 s window", "zoo": t["zoo 30 s"] * 1e3,
+                   "peer": t["hf"] * 1e3, "unit": "ms", "ratio": t["hf"] / t["zoo 30 s"]}]
     if args.only in (None, "decode"):
-        bench_decode(args, zoo_model, hf_model, options)
+        rate = bench_decode(args, zoo_model, hf_model, options)
+        cases += [{"case": f"Whisper tiny greedy decoding, {args.new_tokens} tokens, one clip", "zoo": rate["zoo"],
+                   "peer": rate["hf"], "unit": "tokens/s", "ratio": rate["zoo"] / rate["hf"], "target": 2.0},
+                  {"case": "Whisper tiny greedy decoding over the same 1500 encoder frames", "zoo": rate["zoo 30 s"],
+                   "peer": rate["hf"], "unit": "tokens/s", "ratio": rate["zoo 30 s"] / rate["hf"]}]
     if args.only in (None, "batch"):
-        bench_batch(args, zoo_model, hf_model, options)
+        rate = bench_batch(args, zoo_model, hf_model, options)
+        cases += [{"case": f"Whisper tiny, {len(BATCH_SECONDS)} clips of 3-8 s transcribed together",
+                   "zoo": rate["zoo"], "peer": rate["hf"], "unit": "clips/s", "ratio": rate["zoo"] / rate["hf"]},
+                  {"case": f"Whisper tiny, {len(BATCH_SECONDS)} clips on the same 30 s windows",
+                   "zoo": rate["zoo 30 s"], "peer": rate["hf"], "unit": "clips/s",
+                   "ratio": rate["zoo 30 s"] / rate["hf"]}]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(cases, f, indent=2)
 
 
 if __name__ == "__main__":

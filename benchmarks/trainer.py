@@ -1,10 +1,12 @@
 """Trainer step time: one process vs DDP / ZeRO-1 / FSDP2 on 2 gloo ranks (CPU), same global batch.
 
-    python benchmarks/trainer.py [--steps 30] [--dim 256] [--layers 4] [--batch 16]
+    python benchmarks/trainer.py [--steps 30] [--dim 256] [--layers 4] [--batch 16] [--quick] [--json PATH]
 
 Each configuration is a real `zoo train` run (under torchrun for 2 ranks); the step throughput is read from
 its log.jsonl (samples/s over the logged windows after the first, so start-up is excluded). On a 2-core
 machine, 2 ranks at one thread each are compared with 1 process at 2 threads: the same cores.
+--quick: 10 steps of a width-64 model (a smoke run). --json PATH: the cases for benchmarks/run_all.py (each
+strategy on 2 ranks against one process; ratio > 1: the ranks are faster).
 """
 
 import argparse
@@ -39,7 +41,11 @@ def main():
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument("--json", metavar="PATH", help="write the cases to PATH")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.dim = 10, 64
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         corpus = home / "corpus.txt"
@@ -48,9 +54,15 @@ def main():
               f"{args.steps} steps, CPU")
         single = run("single", 1, args, corpus, home)
         print(f"{'single (1 process)':<22} {single:8.1f} samples/s   1.00x")
+        cases = []
         for strategy in ("ddp", "zero1", "fsdp"):
             rate = run(strategy, 2, args, corpus, home)
             print(f"{strategy + ' (2 ranks)':<22} {rate:8.1f} samples/s   {rate / single:.2f}x")
+            cases.append({"case": f"trainer, gpt-nano dim {args.dim}: {strategy} on 2 gloo ranks (peer: 1 process, "
+                                  f"same cores)", "zoo": rate, "peer": single, "unit": "samples/s",
+                          "ratio": rate / single})
+    if args.json:
+        Path(args.json).write_text(json.dumps(cases, indent=2))
 
 
 if __name__ == "__main__":

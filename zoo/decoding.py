@@ -94,11 +94,11 @@ class DecodingOptions:
     sec. 4.1) on tokens already in prompt or output (1.0: off). stop: strings that end generation; they are
     matched on the decoded new text (not the prompt; a match may span several tokens) and are not part of the
     result (the text layer's TextState applies them). seed: of the sampler's own torch.Generator (None: a
-    fresh random seed). compile: torch.compile the one-token decode step (opt-in: the first call compiles,
-    about 30 s on a 2-core CPU, once per process and batch size; it pays off on a GPU and for long or repeated
-    generations). prepack: on a CPU, multiply by oneDNN-prepacked copies of the weights while generating
-    (zoo.nn.packed; about 2x faster decoding matmuls, the same fp32 results up to rounding); ignored with
-    compile, whose CPU backend packs weights itself.
+    fresh random seed). compile: torch.compile the one-token decode step with the logit processors, so
+    inductor fuses their small kernels (opt-in: the first call compiles, 10 to 30 s on a 2-core CPU, once per
+    process for a batch of 1 and once for larger batches; README's Benchmarks has the gain). prepack: on a CPU,
+    multiply by oneDNN-prepacked copies of the weights while generating (zoo.nn.packed; about 2x faster
+    decoding matmuls, the same fp32 results up to rounding), compiled or not.
 
     Beam search (as openai/whisper's BeamSearchDecoder) replaces sampling when beam_size is set; it needs
     temperature=0. beam_size: live hypotheses per prompt (None: no beam search). patience: stop a prompt once
@@ -238,14 +238,18 @@ def sample(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], options
     history = TokenHistory(B, options.max_new_tokens, device) if needs_history(filters + shapers) else None
     sampler = Sampler(options.temperature, options.seed, device)
     step = _compiled_step() if options.compile else _step
+    # Compiled, the processors join the step's graph (one call instead of a dozen small kernels per token),
+    # unless the loop needs the logits between them (log-probs) or a processor reads the history.
+    fused = filters if options.compile and not logprobs and history is None else []
 
     idx, mask = left_pad(prompts, device)
     seen = seen_tokens(idx, mask, model.vocab_size) if options.repetition_penalty != 1.0 else None
     cache = model.make_cache(B, min(T + options.max_new_tokens, model.max_seq_len))
-    with eval_mode(model), _packing(model, options, rows=B):
-        logits = model.prefill(idx, mask, cache, **context)  # (B, V)
+    with eval_mode(model), packed_weights(model, options, rows=B):
+        logits, processed = model.prefill(idx, mask, cache, **context), False  # (B, V)
         for i in range(options.max_new_tokens):
-            logits = apply_processors(filters, logits.float(), seen, history)
+            if not processed:
+                logits = apply_processors(filters, logits.float(), seen, history)
             if logprobs:
                 step_logprobs = logits.log_softmax(dim=-1)
             tokens = sampler(apply_processors(shapers, logits, seen, history))  # (B,)
@@ -266,7 +270,8 @@ def sample(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], options
                 seen[torch.arange(B, device=device), tokens] = True
             # finished rows get a pad token: the batch stays rectangular, their output is frozen above
             feed = [PAD_ID if state.finished else state.tokens[-1] for state in states]
-            logits = step(model, torch.tensor(feed, dtype=torch.long, device=device)[:, None], cache)
+            logits = step(model, torch.tensor(feed, dtype=torch.long, device=device)[:, None], cache, fused, seen)
+            processed = bool(fused)
     for state in states:
         state.finish("length")
 
@@ -290,7 +295,7 @@ def beam_search(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], op
     seen = seen_tokens(idx, mask, model.vocab_size) if options.repetition_penalty != 1.0 else None
     cache = model.make_cache(N, min(T + options.max_new_tokens, model.max_seq_len))
     search = BeamSearch(states, K, options.patience, options.length_penalty, device)
-    with eval_mode(model), _packing(model, options, rows=N * K):
+    with eval_mode(model), packed_weights(model, options, rows=N * K):
         logits = model.prefill(idx, mask, cache, **context)  # (N, V): each prompt once
         rows = torch.arange(N, device=device).repeat_interleave(K)  # then beam_size copies of each
         cache.reorder(rows)
@@ -772,15 +777,20 @@ def device_of(model) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-def _packing(model, options: DecodingOptions, rows: int):
-    if options.prepack and not options.compile and isinstance(model, nn.Module):
+def packed_weights(model, options: DecodingOptions, rows: int):
+    """The block in which decoding runs: with options.prepack, on the model's oneDNN-packed weights
+    (zoo.nn.packed; rows: the batch size)."""
+    if options.prepack and isinstance(model, nn.Module):
         return prepacked_linears(model, rows=rows)
     return contextlib.nullcontext()
 
 
-def _step(model, tokens: torch.Tensor, cache) -> torch.Tensor:
-    """(B, 1) new tokens -> (B, V) next-token logits, appending their keys/values to the cache."""
-    return model.step(tokens, cache)
+def _step(model, tokens: torch.Tensor, cache, processors: "Sequence[LogitProcessor]" = (),
+          seen: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 1) new tokens -> (B, V) next-token logits, appending their keys/values to the cache; then the given
+    processors (history-free ones) on the logits."""
+    logits = model.step(tokens, cache)
+    return apply_processors(processors, logits.float(), seen) if processors else logits
 
 
 _compiled_decode_step = None
@@ -788,7 +798,9 @@ _compiled_decode_step = None
 
 def _compiled_step():
     # One compiled function for the process: dynamo caches its graphs on the code object; dynamic=True because
-    # the attended length grows by one every step (no recompilation per length).
+    # the attended length grows by one every step (no recompilation per length). With prepack, the packed
+    # weights go into the graph through an opaque operator (zoo.nn.packed): inductor packs weights itself only
+    # when it freezes them as constants, which would go stale for a model that keeps training.
     global _compiled_decode_step
     if _compiled_decode_step is None:
         _compiled_decode_step = torch.compile(_step, dynamic=True)

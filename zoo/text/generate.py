@@ -6,6 +6,10 @@
     for piece in stream(model, "def fib(n):", options):   # text pieces, as soon as they are final
         print(piece, end="", flush=True)
 
+Faster decoding (README "Benchmarks"): GenerationOptions(compile=True) compiles the step; int8 weights and
+activations, zoo.nn.packed.int8_dynamic(model), an inference copy; speculative decoding with a smaller model of
+the same tokenizer, generate(model, prompt, options, draft=small_model) (zoo.text.speculative).
+
 This is the text layer over zoo.decoding, which holds the decoding itself (prefill + one (B, 1) step per
 token on a preallocated KV cache; logit processors, sampler, beam search) for every autoregressive family:
 here prompts become token ids (the model's tokenizer), a batch is LEFT-padded, stop strings are matched on
@@ -31,6 +35,7 @@ from torch import nn
 
 from zoo.decoding import DecodingOptions, StopStrings, TextState, check_prompts, decode, device_of, sample
 from zoo.errors import InputError, InputTypeError
+from zoo.text.speculative import speculative_decode
 from zoo.utils import eval_mode
 
 # ----------------------------------------------------------------------------------------------------------
@@ -117,12 +122,14 @@ def _check_prompts(prompts) -> list[str]:
 
 
 def generate(model: nn.Module, prompts: str | list[str], options: GenerationOptions | None = None,
-             ) -> GenerationResult | list[GenerationResult]:
+             draft: nn.Module | None = None, lookahead: int = 4) -> GenerationResult | list[GenerationResult]:
     """Continue one prompt (-> GenerationResult) or a batch of prompts (-> list of GenerationResult).
 
     A batch is decoded together (left padding + mask); each row's greedy output equals that prompt decoded
     alone. With sampling, one generator serves the whole batch, so a row's sample depends on the batch. With
-    options.beam_size, each prompt's best beam-search hypothesis (zoo.decoding.BeamSearch).
+    options.beam_size, each prompt's best beam-search hypothesis (zoo.decoding.BeamSearch). With a draft (a
+    smaller GPT with the same tokenizer), speculative decoding (zoo.text.speculative), the draft proposing
+    `lookahead` tokens per round: greedy output equal to the model's own, prompt by prompt.
     Raises ValueError for an empty prompt, a prompt longer than the context, longest prompt + max_new_tokens >
     max_seq_len, a model without a tokenizer, or characters a char-level tokenizer does not know.
     """
@@ -133,7 +140,11 @@ def generate(model: nn.Module, prompts: str | list[str], options: GenerationOpti
     stop = StopStrings(options.stop)
     rows = [TextState(tokenizer, stop, track_text=bool(options.stop)) for _ in texts]
     start = time.perf_counter()
-    rows = decode(model, ids, options, rows)
+    if draft is None:
+        rows = decode(model, ids, options, rows)
+    else:
+        for prompt_ids, row in zip(ids, rows):
+            speculative_decode(model, draft, prompt_ids, options, row, lookahead)
     elapsed = max(time.perf_counter() - start, 1e-9)
     results = [_result(text, row, elapsed) for text, row in zip(texts, rows)]
     return results[0] if isinstance(prompts, str) else results

@@ -72,6 +72,9 @@ class RunLog:
         from tqdm.auto import tqdm
 
         out_dir.mkdir(parents=True, exist_ok=True)
+        # Every record carries elapsed_s, wall seconds since this log opened (a resumed run counts from its
+        # resume): a run's time to reach a validation loss reads off its evaluation records.
+        self.started = time.perf_counter()
         self.path = out_dir / "log.jsonl"
         if self.path.exists():
             # Resuming at start_step: records past it came from work that was lost with the killed run.
@@ -90,6 +93,7 @@ class RunLog:
     def log(self, record: dict):
         if not self.enabled:
             return
+        record = {**record, "elapsed_s": round(time.perf_counter() - self.started, 3)}
         self.history.append(record)
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()

@@ -34,8 +34,10 @@ from zoo.train.strategy import STRATEGIES, make_strategy
 from zoo.utils import git_state
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "muon")
 LENGTH_GROUP_BATCHES = 50  # batches sorted by length together (HF Trainer's megabatch of 50)
-STEP_FIELDS = ("step", "loss", "grad_norm", "lr", "skipped", "samples_per_s", "mfu", "skipped_total", "tokens_per_s")
+STEP_FIELDS = ("step", "loss", "grad_norm", "lr", "skipped", "samples_per_s", "mfu", "skipped_total", "tokens_per_s",
+               "elapsed_s")  # elapsed_s: added to every record by the RunLog
 
 
 @dataclass
@@ -47,6 +49,7 @@ class TrainConfig:
     min_lr: float = 1e-4  # cosine decay ends here (Loshchilov & Hutter, 2017)
     warmup: int = 100  # linear warm-up steps
     weight_decay: float = 0.1  # AdamW (Loshchilov & Hutter, 2019), on matrices only
+    optimizer: str = "adamw"  # adamw | muon (Muon on the hidden weight matrices, AdamW on the rest: MuonWithAdamW)
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
@@ -74,6 +77,11 @@ class TrainConfig:
             raise InputError(f"train.precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
         if self.strategy not in STRATEGIES:
             raise InputError(f"train.strategy={self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"train.optimizer={self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+        if self.optimizer == "muon" and (self.strategy not in ("single", "ddp") or self.precision == "fp16"):
+            raise InputError(f"train.optimizer=muon trains with strategy single or ddp and precision fp32 or bf16, "
+                             f"not {self.strategy} / {self.precision}")
         for name in ("steps", "batch_size", "grad_accum", "log_every", "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise InputError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -217,6 +225,51 @@ def clean_name(name: str) -> str:
     return name.replace("_checkpoint_wrapped_module.", "").removeprefix("module.")
 
 
+class MuonWithAdamW:
+    """Muon (Jordan et al., 2024: the momentum orthogonalised by Newton-Schulz iterations) on the hidden weight
+    matrices, AdamW on the rest (embeddings, output heads, gains, biases), as modded-nanogpt's speed-run records
+    train. torch.optim.Muon's adjust_lr_fn="match_rms_adamw" (Liu et al., 2025, "Muon is Scalable for LLM
+    Training") scales its updates to AdamW's RMS, so both share the learning rate, its schedule and the weight
+    decay. One optimizer to the trainer: the groups of both, one step, one state dict."""
+
+    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer):
+        self.optimizers = {"muon": muon, "adamw": adamw}
+
+    @classmethod
+    def build(cls, groups: list[dict], lr_scales: list[float], named: list, model: torch.nn.Module, lr: float,
+              betas: tuple) -> tuple["MuonWithAdamW", list[float]]:
+        embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+        hidden = {id(p) for name, p in named if p.dim() == 2 and id(p) not in embeddings and "head" not in name}
+        split = {"muon": [], "adamw": []}  # each family group in two, keeping its weight decay and LR scale
+        for group, scale in zip(groups, lr_scales):
+            for kind in split:
+                params = [p for p in group["params"] if (id(p) in hidden) == (kind == "muon")]
+                if params:
+                    split[kind].append(({**group, "params": params}, scale))
+        muon = torch.optim.Muon([g for g, _ in split["muon"]], lr=lr, adjust_lr_fn="match_rms_adamw")
+        adamw = torch.optim.AdamW([g for g, _ in split["adamw"]], lr=lr, betas=betas, fused=True)
+        return cls(muon, adamw), [scale for kind in split for _, scale in split[kind]]
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [group for optimizer in self.optimizers.values() for group in optimizer.param_groups]
+
+    def step(self):
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+
+    def zero_grad(self, set_to_none: bool = True):
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {kind: optimizer.state_dict() for kind, optimizer in self.optimizers.items()}
+
+    def load_state_dict(self, state: dict):
+        for kind, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state[kind])
+
+
 class Trainer:
     def __init__(self, family: Family, model_config, data_config, config: TrainConfig, out_dir: str | Path,
                  data_path: str | None = None, name: str | None = None, resume: bool = False,
@@ -337,9 +390,10 @@ class Trainer:
             raise InputError(f"family {self.family.name!r}: param_groups must place each of the {len(named)} trained "
                              f"parameters in exactly one group (got {grouped})")
         lr_scales = [float(g.pop("lr_scale", 1.0)) for g in groups]  # applied by the schedule in train_step
-        optimizer = self.strategy.make_optimizer(groups, lr=self.config.lr,
-                                                 betas=(self.config.beta1, self.config.beta2))
-        return optimizer, lr_scales
+        betas = (self.config.beta1, self.config.beta2)
+        if self.config.optimizer == "muon":
+            return MuonWithAdamW.build(groups, lr_scales, named, self.model, lr=self.config.lr, betas=betas)
+        return self.strategy.make_optimizer(groups, lr=self.config.lr, betas=betas), lr_scales
 
     # ------------------------------------------------------------------------------------------ checkpoints
 
