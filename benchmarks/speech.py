@@ -11,7 +11,8 @@ they are measured in the same run, so the printed ratios compare implementations
 alternate between zoo and its peer and the best round counts, so a machine that other jobs keep busy slows both
 alike (the load average is printed; ratios from a quiet machine are the ones to quote).
 
-  encoder  one 5 s clip. zoo encodes the clip's own 500 mel frames (250 encoder frames); HF's encoder only takes
+  encoder  one 5 s clip. zoo encodes the clip's own 500 mel frames (250 encoder frames) as decode() and
+           transcribe() do (zoo.speech.decoding.encode_audio: on oneDNN-packed weights); HF's encoder only takes
            30 s windows, so its features are the audio padded to 30 s (3000 frames, 1500 encoder frames), as
            its feature extractor does. Also timed: zoo on the same 3000 frames (the like-for-like ratio).
   decode   greedy decoding of exactly --new-tokens tokens for one clip, from its encoder output (the encoder is
@@ -50,7 +51,7 @@ from transformers import WhisperConfig as HFWhisperConfig
 from transformers.modeling_outputs import BaseModelOutput
 
 from zoo.speech.audio import N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
-from zoo.speech.decoding import DecodingOptions, DecodingTask, decode, suppressed_ids
+from zoo.speech.decoding import DecodingOptions, DecodingTask, decode, encode_audio, suppressed_ids
 from zoo.speech.tokenizer import LANGUAGES, WhisperTokenizer
 from zoo.speech.whisper import Whisper, whisper_tiny
 
@@ -147,12 +148,12 @@ def bench_encoder(args, zoo_model, hf_model):
 
     @torch.inference_mode()
     def zoo_own():
-        features, _ = zoo_model.embed_audio(mel[None])
+        features, _ = encode_audio(zoo_model, mel[None], None)
         assert features.shape[1] == math.ceil(frames / 2)
 
     @torch.inference_mode()
     def zoo_30s():
-        zoo_model.embed_audio(window[None])
+        encode_audio(zoo_model, window[None], None)
 
     @torch.inference_mode()
     def hf():

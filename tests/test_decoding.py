@@ -14,6 +14,7 @@ from torch import nn
 
 from tests.gpt_helpers import half_trained_gpt
 from zoo.decoding import DecodingOptions, TokenState, beam_search, decode, length_normalized
+from zoo.errors import InputError
 from zoo.nn import Transformer, TransformerConfig
 from zoo.text.generate import GenerationOptions, generate, stream
 from zoo.text.tokenizer import CharTokenizer
@@ -59,7 +60,7 @@ class PrefixCache:
     def __init__(self, batch: int):
         self.rows = [[] for _ in range(batch)]
 
-    def reorder(self, indices: torch.Tensor):
+    def reorder(self, indices: torch.Tensor, same_context: bool = False):  # the toy has no context
         self.rows = [list(self.rows[i]) for i in indices.tolist()]
 
 
@@ -260,6 +261,27 @@ def test_cache_reorder_equals_decoding_the_selected_rows_alone():
                 net(before[j:j + 1, s], cache=alone)
             expected = torch.cat([net(after[r % 3:r % 3 + 1, s], cache=alone) for s in range(3)], 1)
             torch.testing.assert_close(outputs[r:r + 1], expected, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_cache_reorder_within_same_context_rows_keeps_the_context_keys_values_in_place():
+    """Beam search's per-step reorder (same_context=True: each row's source shares its context) leaves the
+    cross-attention keys/values and context mask untouched (no copy) and decodes as the full reorder does."""
+    net = cross_attention_backbone()
+    context = torch.randn(2, 7, 32).repeat_interleave(2, dim=0)  # two prompts, two beams each
+    x = torch.randn(4, 3, 32)
+    caches = [net.make_cache(4, 8), net.make_cache(4, 8)]
+    for cache in caches:
+        net(x, cache=cache, context=context, context_mask=torch.ones(4, 7, dtype=torch.bool))
+    kept = [t.data_ptr() for layer in caches[0].layers for t in layer.cross_kv]
+    indices = torch.tensor([1, 1, 2, 2])  # each beam continues one of its own prompt's beams
+    caches[0].reorder(indices, same_context=True)
+    caches[1].reorder(indices)
+    assert [t.data_ptr() for layer in caches[0].layers for t in layer.cross_kv] == kept
+    step = torch.randn(4, 1, 32)
+    torch.testing.assert_close(net(step, cache=caches[0]), net(step, cache=caches[1]))
+    with pytest.raises(InputError, match="one index per row"):
+        caches[0].reorder(torch.tensor([0, 1]), same_context=True)
 
 
 class TinySpeechDecoder(nn.Module):

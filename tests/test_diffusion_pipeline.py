@@ -13,6 +13,7 @@ from PIL import Image
 
 import zoo
 from zoo.cli import main
+from zoo.errors import InputError
 from zoo.diffusion.data import CaptionTokenizer
 from zoo.diffusion.objectives import training_scheduler
 from zoo.diffusion.pipeline import (
@@ -96,6 +97,24 @@ def test_one_generator_per_image_fixes_each_image_whatever_the_batch(pipe):
     alone = run(pipe, PROMPT, generator=seeded(5), output_type="latent")
     other = run(pipe, OTHER, generator=seeded(6), output_type="latent")
     torch.testing.assert_close(both, torch.cat([alone, other]), atol=1e-5, rtol=1e-5)
+
+
+def test_sampling_multiplies_by_packed_weights_with_the_same_images(pipe, monkeypatch):
+    """prepack (the default on a CPU): every denoiser step runs with the linears on oneDNN-packed weights
+    (zoo.nn.packed: an instance-level forward), restored after; the images equal the unpacked ones to rounding."""
+    linears = [m for m in pipe.dit.modules() if isinstance(m, torch.nn.Linear)]
+    packed_at_step = []
+    denoise = pipe.dit.denoise
+    monkeypatch.setattr(pipe.dit, "denoise", lambda *args: packed_at_step.append(
+        all("forward" in m.__dict__ for m in linears)) or denoise(*args))
+    packed = run(pipe, [PROMPT, OTHER], output_type="np", guidance_scale=3.0)
+    assert packed_at_step == [True, True] and not any("forward" in m.__dict__ for m in linears)
+    packed_at_step.clear()
+    plain = run(pipe, [PROMPT, OTHER], output_type="np", guidance_scale=3.0, prepack=False)
+    assert packed_at_step == [False, False]
+    np.testing.assert_allclose(packed, plain, atol=1e-5)
+    with pytest.raises(InputError, match="prepack must be True or False"):
+        run(pipe, prepack="yes")
 
 
 def test_noise_is_drawn_on_cpu_from_the_generator_and_scaled_by_init_noise_sigma():

@@ -107,6 +107,25 @@ def test_model_transcribe_is_transcribe_with_the_documented_result(model):
     assert [s["tokens"] for s in both[0]["segments"]] == [s["tokens"] for s in result["segments"]]
 
 
+def test_the_encoder_runs_on_packed_weights_unless_prepack_is_off(model, monkeypatch):
+    """prepack (the default): each window's encoding runs with the encoder's linears on oneDNN-packed weights
+    (zoo.nn.packed: an instance-level forward), restored after; prepack=False encodes on the plain weights. Both
+    give the same transcript (the features agree to fp32 rounding)."""
+    wave = torch.from_numpy(signal(3.0))
+    linears = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    packed_at_call, encode = [], model.embed_audio
+    monkeypatch.setattr(model, "embed_audio", lambda mel, mel_mask=None: packed_at_call.append(
+        all("forward" in m.__dict__ for m in linears)) or encode(mel, mel_mask))
+    packed = model.transcribe(wave, language="en", **FAST)
+    assert packed_at_call == [True] and not any("forward" in m.__dict__ for m in linears)
+    plain = model.transcribe(wave, language="en", prepack=False, **FAST)
+    assert packed_at_call == [True, False] and plain["text"] == packed["text"]
+    mel = log_mel_spectrogram(wave)
+    with torch.inference_mode():
+        torch.testing.assert_close(encode(mel[None])[0], transcribe_module.encode_audio(model, mel[None], None)[0],
+                                   atol=1e-5, rtol=1e-5)
+
+
 def test_transcribe_decodes_timestamps_only_for_a_model_that_learnt_them(model):
     """zoo's recipe trains <|notimestamps|> targets (config.timestamps False): timestamps are off by default."""
     import dataclasses
@@ -261,7 +280,10 @@ def test_audio_longer_than_30_s_is_decoded_in_windows(model, model_dir, tmp_path
 
     windows.clear()
     result = model.transcribe(wave, **FAST)  # language detection reads the first 30 s only, once
-    assert windows[0] == N_FRAMES and len(windows) >= 3 and result["segments"][-1]["end"] > 30.0
+    assert windows[0] == N_FRAMES and result["segments"][-1]["end"] > 30.0
+    # and the first window's decoding reuses that encoding: no window is encoded twice
+    assert windows == [N_FRAMES, N_FRAMES // 2]
+    assert result == model.transcribe(wave, language=result["language"], **FAST)
 
     soundfile.write(tmp_path / "long.flac", signal(45.0), SAMPLE_RATE)
     status, out, err = run_cli([str(model_dir), str(tmp_path / "long.flac"), "--temperature", "0", "--json"], capsys)

@@ -95,7 +95,7 @@ class FakeCache:
     def __init__(self):
         self.rows, self.scripts = [], []
 
-    def reorder(self, indices):
+    def reorder(self, indices, same_context: bool = False):  # the scripts play the context: they always move
         self.rows = [list(self.rows[i]) for i in indices.tolist()]
         self.scripts = [self.scripts[i] for i in indices.tolist()]
 
@@ -493,7 +493,8 @@ def test_long_audio_is_decoded_in_windows_with_times_offset_and_previous_text_pr
     for condition in (True, False):
         model = ScriptedWhisper(scripts)
         result = transcribe(model, audio, condition_on_previous_text=condition)
-        assert [(w, frames) for w, frames in model.windows[1:]] == [(a, 3000), (b, 3000), (c, 1500)]
+        # the language detection's encoding of the first window is the first window's: three encoder passes
+        assert [(w, frames) for w, frames in model.windows] == [(a, 3000), (b, 3000), (c, 1500)]
         assert [(s["start"], s["end"], s["text"]) for s in result["segments"]] == [
             (0.0, 2.0, " the cat"), (2.0, 5.0, " sat on the mat"), (30.0, 34.0, " dog ran"),
             (61.0, 63.0, " hello world")]
@@ -516,7 +517,7 @@ def test_the_window_moves_to_the_last_complete_segment(bins):
     result = transcribe(model, torch.cat([tone(300, 20), tone(1000, 20)]), beam_size=None)
     # window 1 (0-30 s, mostly the first tone) closes one segment at 10 s; window 2 starts there (10-40 s,
     # mostly the second tone)
-    assert model.windows[1:] == [(a, 3000), (b, 3000)]
+    assert model.windows == [(a, 3000), (b, 3000)]
     assert [(s["start"], s["end"], s["text"], s["seek"]) for s in result["segments"]] == [
         (0.0, 10.0, " the cat", 0), (10.0, 30.0, " dog ran", 1000)]
 

@@ -150,13 +150,18 @@ class Cache:
     def max_len(self) -> int:
         return self.valid.shape[1]
 
-    def reorder(self, indices: torch.Tensor):
+    def reorder(self, indices: torch.Tensor, same_context: bool = False):
         """Row i of the cache becomes old row indices[i], in every layer's keys/values, cross-attention
         keys/values, padding mask and RoPE positions: beam search keeps the caches of the beams it selects
         (rows may repeat or vanish, and len(indices) may differ from the batch, e.g. to give each prompt
-        beam_size rows after one prefill)."""
+        beam_size rows after one prefill). same_context: the caller knows that every row's source has the
+        row's own context (a beam moves only among its prompt's beams), so the cross-attention keys/values,
+        the largest part of a speech decoder's cache, stay where they are instead of being copied."""
         indices = indices.to(self.valid.device)
         same_batch = len(indices) == self.valid.shape[0]
+        if same_context and not same_batch:
+            raise InputError(f"reorder(same_context=True) keeps the rows' contexts, so it needs one index per row "
+                             f"({self.valid.shape[0]}), got {len(indices)}")
         for layer in self.layers:
             if same_batch:  # the per-step case: copy only the filled prefix, in place (later positions are
                 # rewritten before they are read)
@@ -164,11 +169,11 @@ class Cache:
                     t[:, :, :self.length] = t[:, :, :self.length].index_select(0, indices)
             else:
                 layer.k, layer.v = layer.k.index_select(0, indices), layer.v.index_select(0, indices)
-            if layer.cross_kv is not None:
+            if layer.cross_kv is not None and not same_context:
                 layer.cross_kv = tuple(t.index_select(0, indices) for t in layer.cross_kv)
         self.valid = self.valid.index_select(0, indices)
         self.next_position = self.next_position.index_select(0, indices)
-        if self.context_mask is not None:
+        if self.context_mask is not None and not same_context:
             self.context_mask = self.context_mask.index_select(0, indices)
 
 

@@ -41,6 +41,7 @@ from zoo.speech.decoding import (
     DecodingTask,
     SpeechModel,
     check_speech_model,
+    encode_audio,
     language_distribution,
     logits_at,
     pad_mels,
@@ -101,6 +102,7 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
               **decode_options}
     # one DecodingTask per temperature, built (and so validated) before any audio is decoded
     tasks = [DecodingTask(model, _options_at(t, task, language, search)) for t in temperatures]
+    prepack = tasks[0].options.prepack  # the encoder's too (encode_audio)
     fallback = Fallback(compression_ratio_threshold, logprob_threshold, no_speech_threshold)
 
     single = not isinstance(audio, (list, tuple))
@@ -116,11 +118,16 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
              for source in sources]
 
     with torch.inference_mode(), eval_mode(model):
-        if language is None:
-            _detect_languages(model, files)
+        # the first windows' encoding, when language detection made it: decoding reuses it (whisper's
+        # transcribe() runs the encoder on the first window twice, once to detect and once to decode)
+        first = _detect_languages(model, files, prepack) if language is None else None
         while active := [f for f in files if f.seek < f.frames]:
-            windows = [f.mel[:, f.seek:f.seek + f.window_frames] for f in active]
-            features, mask = model.embed_audio(*pad_mels(windows)[:2])  # once per window, reused by every retry
+            if first is not None and len(active) == len(files):  # every file is at its first window
+                features, mask = first
+            else:
+                windows = [f.mel[:, f.seek:f.seek + f.window_frames] for f in active]
+                features, mask = encode_audio(model, *pad_mels(windows)[:2], prepack)  # once per window
+            first = None
             results = fallback.decode(tasks, features, mask, [f.language for f in active],
                                       [f.tokens[f.prompt_since:] for f in active])
             for f, result in zip(active, results):
@@ -192,13 +199,16 @@ def _load(source) -> torch.Tensor:
                          f"them, got {type(source).__name__}")
 
 
-def _detect_languages(model: SpeechModel, files: list["File"]):
-    """Each file's language from its first window (whisper detects once per file), batched."""
-    features, mask = model.embed_audio(*pad_mels([f.mel[:, :N_FRAMES] for f in files])[:2])
+def _detect_languages(model: SpeechModel, files: list["File"], prepack: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each file's language from its first window (whisper detects once per file), batched; returns the first
+    windows' encoder output and mask, which are what decoding the first windows needs."""
+    features, mask = encode_audio(model, *pad_mels([f.mel[:, :N_FRAMES] for f in files])[:2], prepack)
     logits = logits_at(model, [[model.tokenizer.sot]] * len(files), features, mask)
     codes, _ = language_distribution(model.tokenizer, logits)
     for f, code in zip(files, codes):
         f.language = code
+    return features, mask
 
 
 # ----------------------------------------------------------------------------------------------------------
