@@ -27,14 +27,13 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-from safetensors import SafetensorError, safe_open
 from torch import nn
 
 import zoo
 from zoo.config import config_from_dict, config_to_dict, replace_config
 from zoo.errors import CorruptFileError, InputError, MissingFileError, UnsafeFileError, ZooError
 from zoo.registry import Family, family_of_config, get_family
-from zoo.utils import written_atomically
+from zoo.utils import read_safetensors, written_atomically
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -142,15 +141,6 @@ def build_described(family: Family, config, config_path: Path) -> nn.Module:
         reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
         raise CorruptFileError(f"{config_path} describes a {family.name} model that cannot be built here "
                                f"({reason})") from error
-
-
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file, on the CPU; a malformed file is a CorruptFileError naming it."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {key: f.get_tensor(key) for key in f.keys()}
-    except (SafetensorError, OSError) as error:
-        raise CorruptFileError(f"{path} is not a valid safetensors file ({error})") from None
 
 
 def check_fit(model: nn.Module, tensors: dict[str, torch.Tensor], weights_path: Path, config_text: str,

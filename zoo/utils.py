@@ -1,5 +1,5 @@
-"""Small helpers every part of zoo needs: write-then-rename publishing, eval mode for a while, the git state,
-a file's sha256.
+"""Small helpers every part of zoo needs: write-then-rename publishing, reading safetensors files and caches,
+eval mode for a while, the git state, a file's sha256.
 
 None knows about models or families; they live here so that no module writes its own copy.
 """
@@ -10,11 +10,15 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
+
+from zoo.errors import CorruptFileError
 
 
 def publish(tmp: Path, final: Path, replace_existing: bool = True) -> Path:
@@ -73,6 +77,38 @@ def written_atomically(final: str | os.PathLike, directory: bool = False,
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def read_safetensors(path: str | os.PathLike, framework: str = "pt") -> dict:
+    """Every tensor of a safetensors file (torch tensors on the CPU, or numpy arrays with framework "np"); a
+    malformed file is a CorruptFileError naming it."""
+    try:
+        with safe_open(str(path), framework=framework) as f:
+            return {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError) as error:
+        raise CorruptFileError(f"{path} is not a valid safetensors file ({error})") from None
+
+
+def read_cache(path: str | os.PathLike, keys: Sequence[str], framework: str = "pt") -> dict | None:
+    """A cache of tensors that zoo derived from data (rendered images, log-mels, latents) and wrote with
+    written_atomically: its tensors, or None when the caller must build it: absent, or damaged (cut short by a
+    full disk, a bad copy, an edit), or without one of `keys`. A damaged cache is deleted with a warning that
+    names it; building it again loses nothing."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        tensors = read_safetensors(path, framework)
+    except CorruptFileError as error:
+        problem = str(error)
+    else:
+        missing = [key for key in keys if key not in tensors]
+        if not missing:
+            return tensors
+        problem = f"{path} lacks {', '.join(missing)}"
+    warnings.warn(f"damaged cache: {problem}; deleting it and building it again", stacklevel=2)
+    path.unlink(missing_ok=True)
+    return None
 
 
 @contextlib.contextmanager

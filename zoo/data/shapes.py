@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset, TensorDataset
 
 from zoo.errors import InputError
-from zoo.utils import written_atomically
+from zoo.utils import read_cache, written_atomically
 
 SHAPES: tuple[str, ...] = (
     "circle", "square", "triangle", "star", "cross", "ring", "arrow", "crescent", "heart",
@@ -552,12 +552,11 @@ def materialize(
     """Render every item once into memory. With cache_dir, reuse/save a safetensors file keyed by
     (GENERATOR_VERSION, config, seed, n); the file holds the labels of every task. ds.transform is
     not applied: the cache holds raw pixels."""
-    from safetensors.numpy import load_file, save_file  # local: only this path needs it
+    from safetensors.numpy import save_file  # local: only this path needs it
 
     path = Path(cache_dir).expanduser() / f"shapes-{cache_key(ds)}.safetensors" if cache_dir else None
-    if path is not None and path.exists():
-        arrays = load_file(str(path))
-    else:
+    arrays = read_cache(path, ["images", "labels"], framework="np") if path is not None else None
+    if arrays is None:
         from tqdm import tqdm
 
         # A private generator: a loader without one draws its workers' base seed from the global RNG, so

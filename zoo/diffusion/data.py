@@ -80,7 +80,7 @@ from zoo.data.shapes import (
 )
 from zoo.errors import CorruptFileError, InputError, MissingFileError
 from zoo.text.tokenizer import check_batch, check_text, read_hf_tokenizer
-from zoo.utils import written_atomically
+from zoo.utils import read_cache, written_atomically
 
 # Bump whenever the scenes, captions or labels a given (config, split, index) produces change (the generator's own
 # changes bump shapes.GENERATOR_VERSION); both are part of the cache key.
@@ -479,13 +479,12 @@ def load_split(config: DiffusionDataConfig, split: str, cache_dir: str | os.Path
                tokenizer: CaptionTokenizer | None = None) -> CaptionedImages:
     """Render `split` once (or load it from cache_dir). num_workers None: a few DataLoader workers for splits of
     5000+ images, none below (the result does not depend on it). progress None: a bar for PROGRESS_MIN+ images."""
-    from safetensors.torch import load_file, save_file  # local: only this path needs it
+    from safetensors.torch import save_file  # local: only this path needs it
 
     n = config.count(split)
     path = cache_path(config, split, cache_dir) if cache_dir is not None else None
-    if path is not None and path.exists():
-        tensors = load_file(str(path))
-    else:
+    tensors = read_cache(path, ["images", "labels", "geometry"]) if path is not None else None
+    if tensors is None:
         if num_workers is None:
             num_workers = min(4, os.cpu_count() or 1) if n >= 5000 else 0
         tensors = _render(config, split, num_workers, n >= PROGRESS_MIN if progress is None else progress)

@@ -36,7 +36,7 @@ from zoo.diffusion.data import CaptionTokenizer, DiffusionDataConfig, cache_key,
 from zoo.diffusion.objectives import corrupt, mean_squared_error_per_sample, training_scheduler
 from zoo.errors import InputError, MissingFileError, TrainingError
 from zoo.registry import TrainingData
-from zoo.utils import eval_mode, model_device, sha256_file, unwrapped, written_atomically
+from zoo.utils import eval_mode, model_device, read_cache, sha256_file, unwrapped, written_atomically
 
 QUICK_EVAL_LATENTS = 512  # evaluate(quick=True): the denoising loss on this many validation latents
 EVAL_BATCH = 128
@@ -125,15 +125,16 @@ def encode_split(vae, images: torch.Tensor, progress: bool = True) -> dict[str, 
 
 def cached_latents(vae, vae_dir: Path, data_config: DiffusionDataConfig, split: str, images: torch.Tensor,
                    cache_dir) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     if cache_dir is None:
         return encode_split(vae, images)
     key = hashlib.sha256(f"{LATENTS_VERSION}/{weights_digest(vae_dir)}/{cache_key(data_config, split)}"
                          .encode()).hexdigest()[:16]
     path = Path(cache_dir).expanduser() / f"dit-latents-{split}-{key}.safetensors"
-    if path.exists():
-        return load_file(str(path))
+    cached = read_cache(path, ["mean", "std"])
+    if cached is not None:
+        return cached
     latents = encode_split(vae, images)
     with written_atomically(path) as tmp:
         save_file(latents, str(tmp))

@@ -41,7 +41,7 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
-from zoo.errors import InputError
+from zoo.errors import CorruptFileError, InputError, MissingFileError
 from zoo.speech.audio import SAMPLE_RATE
 from zoo.speech.grammar import LANGUAGES, SPLITS, SentenceGenerator, check_language, check_split
 from zoo.utils import written_atomically
@@ -447,5 +447,21 @@ def build_corpus(config: SpeechCorpusConfig, cache_dir: str | os.PathLike, worke
 
 
 def read_manifest(root: str | os.PathLike, split: str) -> list[dict]:
-    with open(Path(root) / f"{check_split(split)}.jsonl", encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
+    """The manifest rows of a built corpus split; a damaged manifest is a CorruptFileError that says how to
+    rebuild the corpus."""
+    path = Path(root) / f"{check_split(split)}.jsonl"
+    if not path.is_file():
+        raise MissingFileError(f"{path} is missing: {root} is not a built speech corpus (build_corpus writes one)")
+    rows = []
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                row = json.loads(line.decode("utf-8"))
+            except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                row, problem = None, str(error)
+            else:
+                problem = "not a JSON object with an audio path"
+            if not isinstance(row, dict) or not isinstance(row.get("audio"), str):
+                raise CorruptFileError(f"{path} line {number}: {problem}; delete {root} to build the corpus again")
+            rows.append(row)
+    return rows

@@ -33,7 +33,7 @@ from zoo.registry import TrainingData
 from zoo.speech.audio import MEL_PAD, load_audio, log_mel_spectrogram
 from zoo.speech.data import SpeechCorpusConfig, build_corpus, read_manifest
 from zoo.speech.tokenizer import WhisperTokenizer
-from zoo.utils import model_device, unwrapped, written_atomically
+from zoo.utils import model_device, read_cache, unwrapped, written_atomically
 
 IGNORE = -100  # label padding and instruction tokens: cross_entropy's ignore_index
 UNIFORM = -101  # label of a position whose target is the uniform distribution (no speech: no preferred token)
@@ -83,18 +83,19 @@ class MelClips:
 
 def mel_clips(corpus_dir: Path, split: str) -> MelClips:
     """Log-mel features of a split, computed on first use and cached (fp16, one safetensors file)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
     from tqdm import tqdm
 
     rows = read_manifest(corpus_dir, split)
     cache = corpus_dir / f"{split}.mel-v{FEATURES_VERSION}.safetensors"
-    if not cache.exists():
+    tensors = read_cache(cache, ["mel", "offsets"])
+    if tensors is None:
         mels = [log_mel_spectrogram(load_audio(corpus_dir / row["audio"])).T.half()
                 for row in tqdm(rows, desc=f"log-mel {split}", unit="clip", disable=len(rows) < 200)]
         offsets = torch.tensor([0, *np.cumsum([len(m) for m in mels])], dtype=torch.long)
+        tensors = {"mel": torch.cat(mels), "offsets": offsets}
         with written_atomically(cache) as tmp:
-            save_file({"mel": torch.cat(mels), "offsets": offsets}, str(tmp))
-    tensors = load_file(str(cache))
+            save_file(tensors, str(tmp))
     return MelClips(tensors["mel"], tensors["offsets"], rows)
 
 

@@ -12,8 +12,10 @@ content and tokenizer settings, so a rerun (or another rank) reuses them instead
 import hashlib
 import json
 import os
+import shutil
 import sysconfig
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from zoo.errors import InputError, MissingFileError
+from zoo.checkpoint import read_json_object
+from zoo.errors import CorruptFileError, InputError, MissingFileError
 from zoo.text.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, load_tokenizer, safe_chunks
 from zoo.utils import written_atomically
 
@@ -147,8 +150,15 @@ def load_memmap(path: str | Path) -> np.memmap:
     sidecar = _sidecar(path)
     if not path.is_file() or not sidecar.is_file():
         raise MissingFileError(f"token file {path} or its sidecar {sidecar} is missing")
-    meta = json.loads(sidecar.read_text())
-    return np.memmap(path, dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["length"],))
+    meta = read_json_object(sidecar, "token file sidecar")
+    dtype, length = meta.get("dtype"), meta.get("length")
+    if dtype not in ("uint16", "uint32") or not isinstance(length, int) or length < 1:
+        raise CorruptFileError(f"{sidecar}: expected {{\"dtype\": \"uint16\" or \"uint32\", \"length\": a positive "
+                               f"integer}}, got {meta}")
+    if path.stat().st_size != length * np.dtype(dtype).itemsize:
+        raise CorruptFileError(f"token file {path} holds {path.stat().st_size} bytes, its sidecar says {length} "
+                               f"{dtype} tokens ({length * np.dtype(dtype).itemsize} bytes)")
+    return np.memmap(path, dtype=np.dtype(dtype), mode="r", shape=(length,))
 
 
 def _sidecar(path: Path) -> Path:
@@ -241,11 +251,18 @@ def prepare_text_data(path: str | Path | None, tokenizer_kind: str, vocab_size: 
     directory = Path(cache_dir) / f"{tokenizer_kind}-{key}"
     if not (directory / "val.json").is_file():
         _build_cache(directory, tokenizer_kind, vocab_size, text, train_text, val_text, tokenizer)
-    tokenizer = load_tokenizer(directory)
+    try:
+        cached = load_tokenizer(directory), load_memmap(directory / "train.bin"), load_memmap(directory / "val.bin")
+    except (CorruptFileError, MissingFileError) as error:  # derived from the corpus: build it again
+        warnings.warn(f"damaged cache: {error}; deleting {directory} and building it again", stacklevel=2)
+        shutil.rmtree(directory, ignore_errors=True)
+        _build_cache(directory, tokenizer_kind, vocab_size, text, train_text, val_text, tokenizer)
+        cached = load_tokenizer(directory), load_memmap(directory / "train.bin"), load_memmap(directory / "val.bin")
+    tokenizer, train, val = cached
     return TextData(
         tokenizer=tokenizer,
-        train=TokenWindows(load_memmap(directory / "train.bin"), seq_len, name="training split"),
-        val=TokenWindows(load_memmap(directory / "val.bin"), seq_len, name="validation split (last 10%)"),
+        train=TokenWindows(train, seq_len, name="training split"),
+        val=TokenWindows(val, seq_len, name="validation split (last 10%)"),
         train_text_chars=len(train_text), val_text_chars=len(val_text), directory=directory,
     )
 

@@ -38,7 +38,7 @@ from zoo.data.shapes import TASKS, SceneConfig, ShapesDataset, materialize
 from zoo.errors import InputError, InputTypeError, MissingFileError
 from zoo.plots import save_confusion_matrix
 from zoo.registry import TrainingData
-from zoo.utils import eval_mode, model_device, written_atomically
+from zoo.utils import eval_mode, model_device, read_cache, written_atomically
 
 # Every model in the family sees inputs normalised with the ImageNet statistics, so torchvision's
 # ImageNet weights work unchanged and our own runs use the same convention.
@@ -241,15 +241,15 @@ def scan_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
 
 def decode_folder(root: Path, samples: list[tuple[str, int]], image_size: int, cache_dir=None):
     """Decode + resize every sample once -> uint8 (N, 3, S, S), labels (N,); cached by file stats and size."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     path = None
     if cache_dir is not None:
         stats = [(os.path.relpath(f, root), os.stat(f).st_size, os.stat(f).st_mtime_ns, y) for f, y in samples]
         key = json.dumps([FOLDER_CACHE_VERSION, str(root.resolve()), image_size, stats])
         path = Path(cache_dir).expanduser() / f"folder-{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
-        if path.exists():
-            tensors = load_file(str(path))
+        tensors = read_cache(path, ["images", "labels"])
+        if tensors is not None:
             return tensors["images"], tensors["labels"]
     from tqdm import tqdm
 
