@@ -162,3 +162,17 @@ def test_muon_takes_the_hidden_matrices_adamw_the_rest_and_its_state_round_trips
                 {"optimizer": "muon", "precision": "fp16"}):
         with pytest.raises(InputError, match="train.optimizer"):
             TrainConfig(**bad)
+
+
+def test_the_inference_profile_names_the_top_operators_of_each_path(tmp_path):
+    out = tmp_path / "profile.json"
+    printed = run_script(str(BENCHMARKS / "profile_inference.py"), "--rounds", "1", "--rows", "3", "--json",
+                         str(out), timeout=300).stdout
+    results = json.loads(out.read_text())
+    assert [r["case"] for r in results] == ["diffusion", "speech"]
+    for result in results:
+        assert result["best_ms"] > 0 and len(result["top"]) == 3
+        assert all(0 < op["share"] <= 1 and op["calls"] >= 1 for op in result["top"])
+        assert f"== {result['case']}: best of 1 calls" in printed
+    # the DiT's multiplies run on the packed weights (the profile's reason for packing them)
+    assert "mkldnn::_linear_pointwise" in [op["op"] for op in results[0]["top"]]
