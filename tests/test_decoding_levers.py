@@ -1,6 +1,7 @@
 """The text-decoding speed levers (README "Benchmarks"), each against plain decoding: the compiled step on
-prepacked weights and speculative decoding give the plain greedy tokens exactly; speculative sampling draws
-from the model's own distribution; int8 weights cost less than 1% of validation loss.
+prepacked weights and speculative decoding give the plain greedy tokens exactly; compiled sampling and
+speculative sampling draw from the model's own (processed) distribution; int8 weights cost less than 1% of
+validation loss.
 
 The model is tests/gpt_helpers' tiny half-trained GPT (2 layers, width 64, char tokenizer), whose continuations
 are varied text, so a wrong cache position, mask or acceptance rule changes the tokens.
@@ -12,8 +13,9 @@ import dataclasses
 import pytest
 import torch
 
+import zoo.decoding as zoo_decoding
 from tests.gpt_helpers import half_trained_gpt, tiny_gpt
-from zoo.decoding import Sampler, TokenState
+from zoo.decoding import Sampler, Temperature, TokenState, TopK
 from zoo.errors import InputError
 from zoo.nn.packed import int8_dynamic
 from zoo.text.generate import GenerationOptions, generate
@@ -36,25 +38,52 @@ def tokens_of(results) -> list[list[int]]:
 # the compiled step on prepacked weights
 
 
-def test_compiled_step_on_packed_weights_matches_eager_and_compiles_once(model):
+def test_compiled_step_on_packed_weights_matches_eager_and_compiles_once(model, monkeypatch):
     """GenerationOptions(compile=True), whose graph multiplies by the prepacked weights (zoo.nn.packed's opaque
-    operator) and applies the sampling processors: the eager seeded sampling tokens on a ragged batch, and a
-    next call with other settings, for which the weights are packed again, reuses the compiled graph (greedy
-    compiled: tests/test_generate.py). Compiles once (~10 s)."""
+    operator), applies the sampling processors and chooses the tokens: the same seeded sampling tokens on a
+    ragged batch as the same step run eagerly (compile=True samples by the exponential race, not multinomial:
+    its own stream of tokens for a seed), and a next call with other settings, for which the weights are packed
+    again, reuses the compiled graph (greedy compiled against plain eager: tests/test_generate.py). Compiles
+    once (~10 s)."""
     from torch._dynamo.utils import counters
 
     model = copy.deepcopy(model)  # its own dynamo guards, whatever ran before in this process
-    first = GenerationOptions(max_new_tokens=20, temperature=0.8, top_k=10, top_p=0.95, seed=3)
-    second = GenerationOptions(max_new_tokens=20, temperature=1.2, top_k=5, top_p=0.9, seed=4)
-    compiled = {options: dataclasses.replace(options, compile=True) for options in (first, second)}
-    assert tokens_of(generate(model, PROMPTS, compiled[first])) == tokens_of(generate(model, PROMPTS, first))
+    first = GenerationOptions(max_new_tokens=20, temperature=0.8, top_k=10, top_p=0.95, seed=3, compile=True)
+    second = GenerationOptions(max_new_tokens=20, temperature=1.2, top_k=5, top_p=0.9, seed=4, compile=True)
+    compiled = {first: tokens_of(generate(model, PROMPTS, first))}
     graphs = counters["stats"]["unique_graphs"]
     with torch.profiler.profile() as profile:
-        fast = generate(model, PROMPTS, compiled[second])
-    assert tokens_of(fast) == tokens_of(generate(model, PROMPTS, second))
+        compiled[second] = tokens_of(generate(model, PROMPTS, second))
     assert counters["stats"]["unique_graphs"] == graphs, "the second compiled call compiled again"
     assert "zoo::packed_linear" in {event.key for event in profile.key_averages()}
+    monkeypatch.setattr(zoo_decoding, "_compiled_step", lambda: zoo_decoding._step)  # the same step, eager
+    for options, tokens in compiled.items():
+        assert tokens_of(generate(model, PROMPTS, options)) == tokens
     assert not model.training
+
+
+def test_compiled_sampling_is_reproducible_and_follows_the_processed_distribution(model):
+    """The compiled path's exponential race (zoo.decoding.choose_tokens) draws from the processed softmax:
+    on a 5-token toy, 40000 draws against the softmax of the temperature-scaled, top-k-filtered logits (a
+    chi-square test; a masked token is never drawn), and a seed reproduces a compiled generation while another
+    seed gives another one."""
+    logits = torch.tensor([[2.0, 0.5, -1.0, 1.0, 0.0]]).expand(40000, 5)
+    processed = TopK(4)(Temperature(0.7)(logits, None), None)
+    sampler = Sampler(0.7, seed=0, device="cpu", race=True)
+    counts = torch.bincount(sampler(processed), minlength=5).double()
+    expected = processed[0].softmax(-1).double() * len(logits)
+    assert counts[2] == 0 and expected[2] == 0  # the token top-k removed
+    kept = expected > 0
+    chi2 = float(((counts[kept] - expected[kept]) ** 2 / expected[kept]).sum())
+    assert chi2 < 16.3, f"chi-square {chi2:.1f} with 3 degrees of freedom (p = 0.001 at 16.3)"
+    noise = sampler.noise(*processed.shape)
+    compiled = torch.compile(zoo_decoding.choose_tokens, dynamic=True, fullgraph=True)  # no graph break
+    assert torch.equal(compiled(processed, noise), zoo_decoding.choose_tokens(processed, noise))
+
+    options = GenerationOptions(max_new_tokens=20, temperature=0.9, top_p=0.95, seed=7, compile=True)
+    first, again = (tokens_of(generate(model, PROMPTS, options)) for _ in range(2))
+    other = tokens_of(generate(model, PROMPTS, dataclasses.replace(options, seed=8)))
+    assert first == again and first != other
 
 
 # ----------------------------------------------------------------------------------------------------------

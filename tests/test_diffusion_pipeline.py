@@ -13,7 +13,6 @@ from PIL import Image
 
 import zoo
 from zoo.cli import main
-from zoo.errors import InputError
 from zoo.diffusion.data import CaptionTokenizer
 from zoo.diffusion.objectives import training_scheduler
 from zoo.diffusion.pipeline import (
@@ -23,6 +22,7 @@ from zoo.diffusion.pipeline import (
     ImagePipelineOutput,
     TextToImagePipeline,
 )
+from zoo.errors import InputError
 from zoo.registry import get_family
 
 PROMPT = "a small red triangle at the top left on a blue background"

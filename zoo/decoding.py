@@ -57,7 +57,8 @@ class AutoregressiveModel(Protocol):
 
     max_seq_len: the context limit in tokens (prompt + new tokens). vocab_size: V, the width of the logits.
     make_cache(batch, max_len): an empty cache for `batch` rows of up to `max_len` positions; it must have
-        `reorder(indices)` (beam search selects and repeats rows), as zoo.nn.Cache does.
+        `reorder(indices, same_context=False)` (beam search selects and repeats rows; same_context: each row's
+        source shares its context, so context keys/values need not move), as zoo.nn.Cache does.
     prefill(tokens, mask, cache, **context): tokens (B, T) LEFT-padded prompts, mask (B, T) True for real
         tokens (None: no padding); writes the prompt into the cache and returns (B, V) logits of the last
         position. `context` is whatever else the model conditions on, given once: a speech decoder takes its
@@ -94,11 +95,13 @@ class DecodingOptions:
     sec. 4.1) on tokens already in prompt or output (1.0: off). stop: strings that end generation; they are
     matched on the decoded new text (not the prompt; a match may span several tokens) and are not part of the
     result (the text layer's TextState applies them). seed: of the sampler's own torch.Generator (None: a
-    fresh random seed). compile: torch.compile the one-token decode step with the logit processors, so
-    inductor fuses their small kernels (opt-in: the first call compiles, 10 to 30 s on a 2-core CPU, once per
-    process for a batch of 1 and once for larger batches; README's Benchmarks has the gain). prepack: on a CPU,
-    multiply by oneDNN-prepacked copies of the weights while generating (zoo.nn.packed; about 2x faster
-    decoding matmuls, the same fp32 results up to rounding), compiled or not.
+    fresh random seed). compile: torch.compile the one-token decode step with the logit processors and the
+    choice of the token, so inductor fuses their small kernels (opt-in: the first call compiles, 10 to 30 s on
+    a 2-core CPU, once per process for a batch of 1 and once for larger batches; README's Benchmarks has the
+    gain); it samples by the exponential race (choose_tokens), from the same distribution as the eager
+    torch.multinomial but from other random numbers, so a seed gives other tokens compiled than eager.
+    prepack: on a CPU, multiply by oneDNN-prepacked copies of the weights while generating (zoo.nn.packed;
+    about 2x faster decoding matmuls, the same fp32 results up to rounding), compiled or not.
 
     Beam search (as openai/whisper's BeamSearchDecoder) replaces sampling when beam_size is set; it needs
     temperature=0. beam_size: live hypotheses per prompt (None: no beam search). patience: stop a prompt once
@@ -236,23 +239,24 @@ def sample(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], options
         split = next((i for i, p in enumerate(filters) if getattr(p, "reshapes", False)), split)
     filters, shapers = filters[:split], filters[split:]
     history = TokenHistory(B, options.max_new_tokens, device) if needs_history(filters + shapers) else None
-    sampler = Sampler(options.temperature, options.seed, device)
+    sampler = Sampler(options.temperature, options.seed, device, race=options.compile)
     step = _compiled_step() if options.compile else _step
-    # Compiled, the processors join the step's graph (one call instead of a dozen small kernels per token),
-    # unless the loop needs the logits between them (log-probs) or a processor reads the history.
-    fused = filters if options.compile and not logprobs and history is None else []
+    # Compiled, the processors and the choice of the next token join the step's graph (one call instead of a
+    # dozen small kernels per token), unless the loop needs the logits in between (log-probs) or a processor
+    # reads the history; the sampler's noise is drawn outside, from its own generator.
+    fused = options.compile and not logprobs and history is None
 
     idx, mask = left_pad(prompts, device)
     seen = seen_tokens(idx, mask, model.vocab_size) if options.repetition_penalty != 1.0 else None
     cache = model.make_cache(B, min(T + options.max_new_tokens, model.max_seq_len))
     with eval_mode(model), packed_weights(model, options, rows=B):
-        logits, processed = model.prefill(idx, mask, cache, **context), False  # (B, V)
+        logits, tokens = model.prefill(idx, mask, cache, **context), None  # (B, V)
         for i in range(options.max_new_tokens):
-            if not processed:
+            if tokens is None:  # the step gave logits (the prefill's, or an unfused step's): choose here
                 logits = apply_processors(filters, logits.float(), seen, history)
-            if logprobs:
-                step_logprobs = logits.log_softmax(dim=-1)
-            tokens = sampler(apply_processors(shapers, logits, seen, history))  # (B,)
+                if logprobs:
+                    step_logprobs = logits.log_softmax(dim=-1)
+                tokens = sampler(apply_processors(shapers, logits, seen, history))  # (B,)
             if logprobs:
                 chosen = step_logprobs.gather(1, tokens[:, None])[:, 0].tolist()
                 for state, logprob in zip(states, chosen):
@@ -269,9 +273,13 @@ def sample(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], options
             if seen is not None:
                 seen[torch.arange(B, device=device), tokens] = True
             # finished rows get a pad token: the batch stays rectangular, their output is frozen above
-            feed = [PAD_ID if state.finished else state.tokens[-1] for state in states]
-            logits = step(model, torch.tensor(feed, dtype=torch.long, device=device)[:, None], cache, fused, seen)
-            processed = bool(fused)
+            feed = torch.tensor([PAD_ID if state.finished else state.tokens[-1] for state in states],
+                                dtype=torch.long, device=device)[:, None]
+            if fused:
+                noise = sampler.noise(B, model.vocab_size)
+                tokens = step(model, feed, cache, filters, seen, choose=True, noise=noise)
+            else:
+                logits, tokens = step(model, feed, cache), None
     for state in states:
         state.finish("length")
 
@@ -306,7 +314,7 @@ def beam_search(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], op
             sources, tokens = search.update(logits)  # (N*K,) rows the new beams extend, (N*K,) their tokens
             if search.done or i == options.max_new_tokens - 1:
                 break
-            cache.reorder(sources)
+            cache.reorder(sources, same_context=True)  # a beam's source is one of its own prompt's beams
             if history is not None:
                 history.reorder(sources)
                 history.append(tokens)
@@ -596,11 +604,19 @@ def make_processors(options: DecodingOptions, vocab_size: int | None = None) -> 
 
 
 class Sampler:
-    """Greedy (temperature 0: argmax) or multinomial sampling from softmax(logits) with a private generator,
-    so a seed reproduces a sample without touching the global RNG."""
+    """Greedy (temperature 0: argmax) or sampling from softmax(logits) with a private generator, so a seed
+    reproduces a sample without touching the global RNG.
 
-    def __init__(self, temperature: float, seed: int | None, device):
+    race: sample by the exponential race (choose_tokens with `noise`) rather than torch.multinomial. Both draw
+    from softmax(logits), but from different random numbers, so a seed gives other tokens with race than
+    without; the race's argmax can run inside a compiled graph (sample(compile=True) uses it), multinomial
+    cannot.
+    """
+
+    def __init__(self, temperature: float, seed: int | None, device, race: bool = False):
         self.greedy = temperature == 0
+        self.race = race
+        self.device = device
         self.generator = None
         if not self.greedy:
             self.generator = torch.Generator(device=device)
@@ -611,9 +627,30 @@ class Sampler:
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, V) processed logits -> (B,) token ids."""
-        if self.greedy:
-            return logits.argmax(dim=-1)
+        if self.greedy or self.race:
+            return choose_tokens(logits, self.noise(*logits.shape))
         return torch.multinomial(logits.softmax(dim=-1), 1, generator=self.generator).squeeze(-1)
+
+    def noise(self, batch: int, vocab_size: int) -> torch.Tensor | None:
+        """The exponential race's (batch, vocab_size) uniform draws in [0, 1), from the private generator (None:
+        greedy); choose_tokens turns them into exponential ones, where a compiled step fuses the logarithm."""
+        if self.greedy:
+            return None
+        return torch.rand(batch, vocab_size, device=self.device, generator=self.generator)
+
+
+def choose_tokens(logits: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, V) processed logits -> (B,) token ids: the argmax, or with noise U (iid uniform in [0, 1),
+    Sampler.noise) a sample from p = softmax(logits) by the exponential race, argmax(p / E) with E = -log(U)
+    ~ Exp(1) (as pytorch-labs/gpt-fast): E_i / p_i is exponential with rate p_i, and the first of independent
+    exponential clocks to ring is clock i with probability p_i / sum(p). It is the Gumbel-max trick (Gumbel,
+    1954; Maddison et al., 2014, "A* Sampling") with Gumbel noise -log(E), without the last logarithm."""
+    if noise is None:
+        return logits.argmax(dim=-1)
+    probs = logits.float().softmax(dim=-1)
+    # U = 0 (a 2^-24 chance in float32) gives E = inf: that token loses this one race (p / inf = 0). E is never
+    # 0, so a masked token (p = 0) always scores 0, never 0 / 0 = NaN, which argmax would rank first.
+    return (probs / -noise.log()).argmax(dim=-1)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -786,11 +823,14 @@ def packed_weights(model, options: DecodingOptions, rows: int):
 
 
 def _step(model, tokens: torch.Tensor, cache, processors: "Sequence[LogitProcessor]" = (),
-          seen: torch.Tensor | None = None) -> torch.Tensor:
+          seen: torch.Tensor | None = None, choose: bool = False, noise: torch.Tensor | None = None) -> torch.Tensor:
     """(B, 1) new tokens -> (B, V) next-token logits, appending their keys/values to the cache; then the given
-    processors (history-free ones) on the logits."""
+    processors (history-free ones) on the logits. choose: return the (B,) next token ids instead, chosen by
+    choose_tokens (greedy, or sampled with the given noise)."""
     logits = model.step(tokens, cache)
-    return apply_processors(processors, logits.float(), seen) if processors else logits
+    if processors:
+        logits = apply_processors(processors, logits.float(), seen)
+    return choose_tokens(logits, noise) if choose else logits
 
 
 _compiled_decode_step = None

@@ -17,6 +17,7 @@ Fewer bytes still: `int8_dynamic(model)`, an inference copy whose linears multip
 
 import contextlib
 import copy
+import functools
 import warnings
 import weakref
 
@@ -100,7 +101,22 @@ _LIBRARY.define("int8_linear(Tensor x, int key, int out_features) -> Tensor")
 
 
 def _int8_linear(x: torch.Tensor, key: int, out_features: int) -> torch.Tensor:
-    return _INT8_MODULES[key](x)
+    return _quantized_linear(_INT8_MODULES[key], x)
+
+
+@functools.cache
+def _linear_dynamic():
+    # quantized::linear_dynamic's C++ entry point. Called through torch.ops, an op that takes a TorchScript
+    # object first walks its arguments in Python, looking for the fake objects of export and compile; the packed
+    # weights here are real ones, and these calls are the hot loop of int8 decoding. Looked up on first use, so
+    # importing zoo never depends on the quantized ops.
+    return torch.ops.quantized.linear_dynamic.default._op
+
+
+def _quantized_linear(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What torch.ao's dynamic quantized Linear.forward does for int8 weights (int8_dynamic makes only those):
+    the fbgemm multiply, whose input is quantised to 7 bits (reduce_range, as fbgemm's int8 kernels expect)."""
+    return _linear_dynamic()(x, module._packed_params._packed_params, True).to(x.dtype)
 
 
 _LIBRARY.impl("int8_linear", _int8_linear, "CompositeExplicitAutograd")
@@ -112,17 +128,18 @@ def _int8_linear_shape(x: torch.Tensor, key: int, out_features: int) -> torch.Te
 
 
 class _Int8Forward:
-    """The forward of one dynamic int8 linear: eager, the module's own; traced by torch.compile, the opaque op."""
+    """The forward of one dynamic int8 linear: eager, the module's multiply; traced by torch.compile, the opaque
+    op."""
 
     def __init__(self, module: nn.Module):
-        self.own = type(module).forward.__get__(module)
+        self.module = module
         self.key, self.out_features = id(module), module.out_features
         _INT8_MODULES[self.key] = module
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling():
             return torch.ops.zoo.int8_linear(x, self.key, self.out_features)
-        return self.own(x)
+        return _quantized_linear(self.module, x)
 
 
 def int8_dynamic(model: nn.Module) -> nn.Module:

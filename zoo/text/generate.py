@@ -126,8 +126,10 @@ def generate(model: nn.Module, prompts: str | list[str], options: GenerationOpti
     """Continue one prompt (-> GenerationResult) or a batch of prompts (-> list of GenerationResult).
 
     A batch is decoded together (left padding + mask); each row's greedy output equals that prompt decoded
-    alone. With sampling, one generator serves the whole batch, so a row's sample depends on the batch. With
-    options.beam_size, each prompt's best beam-search hypothesis (zoo.decoding.BeamSearch). With a draft (a
+    alone. With sampling, one generator serves the whole batch, so a row's sample depends on the batch, and a
+    seed reproduces the sample of the same call, but compile=True draws another one (from the same
+    distribution; DecodingOptions.compile). With options.beam_size, each prompt's best beam-search hypothesis
+    (zoo.decoding.BeamSearch). With a draft (a
     smaller GPT with the same tokenizer), speculative decoding (zoo.text.speculative), the draft proposing
     `lookahead` tokens per round: greedy output equal to the model's own, prompt by prompt.
     Raises ValueError for an empty prompt, a prompt longer than the context, longest prompt + max_new_tokens >
