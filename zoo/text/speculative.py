@@ -81,15 +81,13 @@ def early_exit_draft(model: nn.Module, n_layers: int) -> nn.Module:
     all shared with the model (no copy). Self-speculative decoding (Zhang et al., 2023, "Draft & Verify";
     Elhoushi et al., 2024, "LayerSkip"): it proposes well only where the model's early layers already point
     to its final answer, which a model not trained for early exit does not promise."""
-    from zoo.text.gpt import GPT
-
     layers = model.backbone.config.n_layers
     if not isinstance(n_layers, int) or not 1 <= n_layers < layers:
         raise InputError(f"n_layers must be an integer in [1, {layers - 1}] (fewer than the model's {layers}), "
                          f"got {n_layers!r}")
     config = replace(model.config, backbone=replace(model.backbone.config, n_layers=n_layers))
     with torch.device("meta"):  # no weights of its own: every module is the model's
-        draft = GPT(config)
+        draft = type(model)(config)  # the model's own class (a GPT)
     draft.embed, draft.pos_embed, draft.head = model.embed, model.pos_embed, model.head
     draft.backbone.blocks = nn.ModuleList(model.backbone.blocks[:n_layers])
     draft.backbone.norm, draft.backbone.rope = model.backbone.norm, model.backbone.rope
