@@ -252,19 +252,23 @@ def prepare_text_data(path: str | Path | None, tokenizer_kind: str, vocab_size: 
     if not (directory / "val.json").is_file():
         _build_cache(directory, tokenizer_kind, vocab_size, text, train_text, val_text, tokenizer)
     try:
-        cached = load_tokenizer(directory), load_memmap(directory / "train.bin"), load_memmap(directory / "val.bin")
+        tokenizer, train, val = _open_cache(directory)
     except (CorruptFileError, MissingFileError) as error:  # derived from the corpus: build it again
         warnings.warn(f"damaged cache: {error}; deleting {directory} and building it again", stacklevel=2)
         shutil.rmtree(directory, ignore_errors=True)
         _build_cache(directory, tokenizer_kind, vocab_size, text, train_text, val_text, tokenizer)
-        cached = load_tokenizer(directory), load_memmap(directory / "train.bin"), load_memmap(directory / "val.bin")
-    tokenizer, train, val = cached
+        tokenizer, train, val = _open_cache(directory)
     return TextData(
         tokenizer=tokenizer,
         train=TokenWindows(train, seq_len, name="training split"),
         val=TokenWindows(val, seq_len, name="validation split (last 10%)"),
         train_text_chars=len(train_text), val_text_chars=len(val_text), directory=directory,
     )
+
+
+def _open_cache(directory: Path) -> tuple[Tokenizer, np.memmap, np.memmap]:
+    """A cache entry's tokenizer and its train and validation token files."""
+    return load_tokenizer(directory), load_memmap(directory / "train.bin"), load_memmap(directory / "val.bin")
 
 
 def _build_cache(directory: Path, kind: str, vocab_size: int, text: str, train_text: str,
