@@ -302,7 +302,8 @@ def beam_search(model: AutoregressiveModel, prompts: Sequence[Sequence[int]], op
     idx, mask = left_pad(prompts, device)
     seen = seen_tokens(idx, mask, model.vocab_size) if options.repetition_penalty != 1.0 else None
     cache = model.make_cache(N, min(T + options.max_new_tokens, model.max_seq_len))
-    search = BeamSearch(states, K, options.patience, options.length_penalty, device)
+    search = BeamSearch(states, K, options.patience, options.length_penalty, device,
+                        normalize=not any(getattr(p, "returns_logprobs", False) for p in processors))
     with eval_mode(model), packed_weights(model, options, rows=N * K):
         logits = model.prefill(idx, mask, cache, **context)  # (N, V): each prompt once
         rows = torch.arange(N, device=device).repeat_interleave(K)  # then beam_size copies of each
@@ -340,8 +341,9 @@ class BeamSearch:
     """
 
     def __init__(self, states: "list[TokenState]", beam_size: int, patience: float | None,
-                 length_penalty: float | None, device):
+                 length_penalty: float | None, device, normalize: bool = True):
         self.beam_size = beam_size
+        self.normalize = normalize  # False: the processed logits are already log-scores (returns_logprobs)
         self.max_candidates = round(beam_size * (patience or 1.0))
         self.length_penalty = length_penalty
         self.device = device
@@ -360,7 +362,7 @@ class BeamSearch:
     def update(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N*K, V) processed logits -> the new beams: the rows they extend and their new tokens, (N*K,) each."""
         K = self.beam_size
-        logprobs = logits.float().log_softmax(dim=-1)
+        logprobs = logits.float().log_softmax(dim=-1) if self.normalize else logits.float()
         V = logprobs.shape[-1]
         scores = (self.sum_logprobs[:, None] + logprobs).view(len(self.finished), K * V)
         # a beam ends with at most one end-of-text token, so the 2K best continuations usually hold K that go
@@ -448,10 +450,14 @@ class LogitProcessor:
     index; it is then called as processor(logits, seen, history) with a TokenHistory (False: never built).
     reshapes: the rule only reshapes the distribution for sampling (temperature, top-k, top-p, min-p) rather
     than deciding what may come next; log-probs (sample(logprobs=True)) are taken before such rules.
+    returns_logprobs: the rule returns each token's final log-score, e.g. fused with a second model's scores
+    (zoo.speech.joint); beam search adds them to the beams' sums as they are instead of renormalizing them
+    with a log-softmax, which would shift every row by its own constant and so change how beams compare.
     """
 
     needs_history = False
     reshapes = False
+    returns_logprobs = False
 
     def __call__(self, logits: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError

@@ -98,6 +98,8 @@ class DecodingOptions:
     empty or blank transcript). without_timestamps: text only (<|notimestamps|> in the prompt).
     max_initial_timestamp: the first timestamp is at most this many seconds (None: up to 30 s).
     seed: of the sampler's generator (None: a fresh random seed). prepack: zoo.decoding's CPU weight prepacking.
+    ctc_weight: joint CTC/attention decoding (zoo.speech.joint) with this weight on the CTC prefix scores, for
+    a model with a CTC head (0: the decoder alone, as whisper).
     """
 
     task: str = "transcribe"
@@ -116,6 +118,7 @@ class DecodingOptions:
     max_initial_timestamp: float | None = 1.0
     seed: int | None = None
     prepack: bool = True
+    ctc_weight: float = 0.0
 
     def __post_init__(self):
         def fail(name, allowed):
@@ -153,6 +156,11 @@ class DecodingOptions:
             fail("max_initial_timestamp", "None or a number of seconds >= 0")
         if self.seed is not None and not is_int(self.seed):
             fail("seed", "None or an integer")
+        if not is_number(self.ctc_weight) or not 0 <= self.ctc_weight <= 1:
+            fail("ctc_weight", "a number in [0, 1] (0: the decoder alone)")
+        if self.ctc_weight > 0 and self.task != "transcribe":
+            raise InputError(f"DecodingOptions.ctc_weight={self.ctc_weight} needs task='transcribe': the CTC head "
+                             f"hears the spoken language's text, not its translation; use ctc_weight=0 to translate")
 
         # the combinations whisper refuses (DecodingTask._verify_options), and beam search needs temperature 0
         if self.beam_size is not None and self.best_of is not None:
@@ -500,6 +508,9 @@ class DecodingTask:
         if self.timestamps:
             self.timestamp_rules = ApplyTimestampRules(tokenizer, model.vocab_size, options.max_initial_timestamp)
             self.processors.append(self.timestamp_rules)
+        if options.ctc_weight > 0 and getattr(model, "ctc_head", None) is None:
+            raise InputError(f"DecodingOptions.ctc_weight={options.ctc_weight} needs a model with a CTC head "
+                             f"(trained with config.ctc_weight > 0, as whisper-cpu); this one has none: use 0")
 
     def encode_text(self, value) -> list[int]:
         if value is None:
@@ -576,13 +587,16 @@ class DecodingTask:
                                       length_penalty=options.length_penalty, seed=options.seed,
                                       prepack=options.prepack)
         context = dict(audio_features=audio_features, audio_mask=audio_mask)
+        processors = self.processors
+        if options.ctc_weight > 0:  # last: it fuses the filtered distribution with the CTC prefix scores
+            processors = [*processors, self._ctc_scorer(audio_features, audio_mask)]
         if self.timestamp_rules is not None:  # one encoder frame is 20 ms, one timestamp step: frames = last index
             frames = (audio_mask.sum(1) if audio_mask is not None else
                       torch.full((len(initial),), audio_features.shape[1], device=audio_features.device))
             self.timestamp_rules.last_index = frames.repeat_interleave(self.n_group)  # rows [i*n, (i+1)*n): clip i
         if options.beam_size is not None:  # zoo's BeamSearch ranks with the same length normalisation
             ranked = core.beam_search(self.model, initial, search, [core.TokenState(eot) for _ in initial],
-                                      self.processors, **context)
+                                      processors, **context)
             return [candidates[0] for candidates in ranked]
         n = self.n_group  # best_of: n samples per clip, rows [i*n, (i+1)*n)
         rows = [row for row in initial for _ in range(n)]
@@ -591,9 +605,18 @@ class DecodingTask:
             context = dict(audio_features=audio_features.index_select(0, repeat),
                            audio_mask=select_rows(audio_mask, repeat.tolist()))
         states = [core.TokenState(eot) for _ in rows]
-        for _ in core.sample(self.model, rows, search, states, self.processors, logprobs=True, **context):
+        for _ in core.sample(self.model, rows, search, states, processors, logprobs=True, **context):
             pass
         return [max(states[i * n:(i + 1) * n], key=self._score) for i in range(len(initial))]
+
+    def _ctc_scorer(self, audio_features: torch.Tensor, audio_mask: torch.Tensor | None):
+        from zoo.speech.joint import CTCPrefixScorer
+
+        tokenizer, vocab_size = self.tokenizer, self.model.vocab_size
+        token_bytes = [tokenizer.bpe.token_bytes(i) if i < tokenizer.eot else b"" for i in range(vocab_size)]
+        ctc_logprobs = self.model.ctc_head(audio_features).float().log_softmax(dim=-1)
+        return CTCPrefixScorer(ctc_logprobs, audio_mask, token_bytes, tokenizer.eot, self.options.ctc_weight,
+                               group=self.n_group)
 
     def _score(self, state: core.TokenState) -> float:
         """whisper's MaximumLikelihoodRanker: the summed log-prob over the length (or the NMT length penalty);
