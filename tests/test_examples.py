@@ -158,7 +158,7 @@ def test_speech_corpus_train_and_transcribe(home, speech_corpus, speech_dir):
 
 
 @pytest.mark.slow
-def test_speech_levers(home, speech_corpus):
+def test_speech_levers(home, speech_corpus, speech_dir):
     corpus, _ = speech_corpus
     output = run(home, "examples/speech/levers.py", "ctc-targets", corpus, "--steps", "1", "--batch-size", "8")
     loss, cer = map(float, re.search(rf"step 1: validation CTC {NUMBER} per target, greedy CER {NUMBER}",
@@ -167,6 +167,10 @@ def test_speech_levers(home, speech_corpus):
     output = run(home, "examples/speech/levers.py", "grouping", corpus, "--steps", "1")
     rows = re.findall(r"^(random|grouped): ([\d.]+) s per step, (\d+) padded mel frames per batch$", output, re.M)
     assert [name for name, _, _ in rows] == ["random", "grouped"] * 2 and all(float(s) > 0 for _, s, _ in rows)
+    output = run(home, "examples/speech/levers.py", "joint", corpus, speech_dir, "--clips", "4", "--threads", "1",
+                 "--search", "0,0,16", "5,0.3,4")
+    rows = re.findall(rf"^beams (\d) ctc_weight ([\d.]+) candidates (\d+): .* mean {NUMBER}", output, re.M)
+    assert [row[:3] for row in rows] == [("0", "0", "16"), ("5", "0.3", "4")] and all(float(r[3]) >= 0 for r in rows)
 
 
 # ------------------------------------------------------------------------------------------------ diffusion

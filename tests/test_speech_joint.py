@@ -127,3 +127,13 @@ def test_joint_decoding_options_are_checked():
         DecodingOptions(task="translate", ctc_weight=0.3)
     with pytest.raises(InputError, match="CTC head"):
         decode(ScriptedWhisper({6: Script(two_sentences)}), mel_of(6), DecodingOptions(ctc_weight=0.3, **NO_TS))
+
+
+def test_a_search_that_ctc_finds_impossible_still_ends():
+    # two CTC frames hold two bytes at most: after them every candidate, the end included, is impossible for CTC
+    model = ScriptedWhisper({6: Script(two_sentences)})
+    model.ctc_head = SpellingHead("x")
+    for search in (dict(beam_size=3), dict()):
+        result = decode(model, mel_of(6, frames=4), DecodingOptions(ctc_weight=0.3, **search, **NO_TS))
+        assert result.tokens and math.isfinite(result.avg_logprob)
+        assert result.text.endswith("cat sat")  # past the impossible point the decoder's scores lead

@@ -1,8 +1,9 @@
-"""Two measurements behind the speech recipe's choices (README "Speech", "What each lever bought").
+"""Three measurements behind the speech recipe's choices (README "Speech", "What each lever bought").
 
     python examples/speech/levers.py ctc-targets CORPUS_DIR --targets bytes [--steps 300] [--stride 2] [--lr 1e-3]
         [--batch-size 24]
     python examples/speech/levers.py grouping CORPUS_DIR [--vocab-size 2048] [--steps 30]
+    python examples/speech/levers.py joint CORPUS_DIR MODEL [--clips 180] [--search BEAMS,WEIGHT,CANDIDATES ...]
 
 CORPUS_DIR is a built corpus (zoo.speech.data.build_corpus; `zoo train whisper-cpu` leaves it under
 $ZOO_HOME/cache/speech/speech-<hash>; examples/speech/make_corpus.py prints where). On a tiny corpus (make_corpus.py
@@ -14,6 +15,10 @@ target and the greedy CTC character error rate. --stride 4 adds a third stride-2
 
 grouping: seconds per training step of the recipe model (joint CTC-attention loss, AdamW) on batches of 24 from the
 trainer's BatchPlan, random and length-grouped, alternating, with the padded mel frames per batch.
+
+joint: a trained model (a run directory or a shipped name) transcribes the first --clips speech clips of the
+validation split once per --search setting (beams 0 = greedy, the CTC weight, the candidates per hypothesis), and
+prints each language's error rate (WER, CER for Mandarin), their mean and the seconds it took.
 """
 
 import argparse
@@ -135,6 +140,34 @@ def grouping(args):
               f"{frames // args.steps} padded mel frames per batch", flush=True)
 
 
+def joint(args):
+    import zoo
+    from zoo.speech.decoding import DecodingOptions, decode
+    from zoo.speech.metrics import error_rate
+
+    torch.set_num_threads(args.threads)
+    model = (zoo.load(args.model) if Path(args.model).is_dir() else zoo.load(args.model, pretrained=True)).eval()
+    val = mel_clips(args.corpus, "val")
+    ids = [i for i in range(len(val)) if not val.rows[i]["no_speech"]][:args.clips]
+    for setting in args.search:
+        beams, weight, candidates = setting.split(",")
+        options = DecodingOptions(without_timestamps=True, beam_size=int(beams) or None, ctc_weight=float(weight),
+                                  ctc_candidates=int(candidates))
+        start = time.perf_counter()
+        texts = []
+        for first in range(0, len(ids), 32):
+            texts += [r.text for r in decode(model, [val.frames(i).T for i in ids[first:first + 32]], options)]
+        seconds = time.perf_counter() - start
+        rates = {}
+        for language in sorted({val.rows[i]["language"] for i in ids}):
+            chosen = [k for k, i in enumerate(ids) if val.rows[i]["language"] == language]
+            rates[language] = error_rate([val.rows[ids[k]]["text"] for k in chosen], [texts[k] for k in chosen],
+                                         language)
+        shown = "  ".join(f"{language} {rate:.3f}" for language, rate in rates.items())
+        print(f"beams {beams} ctc_weight {weight} candidates {candidates}: {shown}  mean "
+              f"{sum(rates.values()) / len(rates):.3f}  ({seconds:.1f} s)", flush=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -149,5 +182,11 @@ if __name__ == "__main__":
     p.add_argument("corpus", type=Path)
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--steps", type=int, default=30)
+    p = sub.add_parser("joint")
+    p.add_argument("corpus", type=Path)
+    p.add_argument("model", help="a trained run directory, or a shipped name such as whisper-cpu")
+    p.add_argument("--clips", type=int, default=180)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--search", nargs="+", default=["5,0,16", "5,0.3,16"], metavar="BEAMS,WEIGHT,CANDIDATES")
     args = parser.parse_args()
-    ctc_targets(args) if args.what == "ctc-targets" else grouping(args)
+    {"ctc-targets": ctc_targets, "grouping": grouping, "joint": joint}[args.what](args)

@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser):
                    help="beams of the search at temperature 0 (default: 5, whisper's)")
     p.add_argument("--best-of", type=int,
                    help="samples per window at temperatures above 0, the most likely kept (default: 5)")
+    p.add_argument("--ctc-weight", type=float,
+                   help="joint CTC/attention decoding of transcripts with this weight on the model's CTC head "
+                        "(0: the decoder alone; default: the model's own, see Whisper.transcribe)")
     p.add_argument("--temperature", type=float, help="one sampling temperature instead of the fallback schedule")
     p.add_argument("--no-condition", action="store_true",
                    help="do not condition each 30 s window on the previous window's text")
@@ -38,6 +41,8 @@ def run(args: argparse.Namespace):
         options["best_of"] = args.best_of
     if args.temperature is not None:
         options["temperature"] = args.temperature
+    if args.ctc_weight is not None:
+        options["ctc_weight"] = args.ctc_weight
     for path in args.files:
         result = transcribe(model, path, **options)
         if args.json:

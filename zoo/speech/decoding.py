@@ -99,7 +99,8 @@ class DecodingOptions:
     max_initial_timestamp: the first timestamp is at most this many seconds (None: up to 30 s).
     seed: of the sampler's generator (None: a fresh random seed). prepack: zoo.decoding's CPU weight prepacking.
     ctc_weight: joint CTC/attention decoding (zoo.speech.joint) with this weight on the CTC prefix scores, for
-    a model with a CTC head (0: the decoder alone, as whisper).
+    a model with a CTC head (0: the decoder alone, as whisper). ctc_candidates: the decoder's most likely tokens
+    per hypothesis that the CTC head scores at each step (the others are ruled out).
     """
 
     task: str = "transcribe"
@@ -119,6 +120,7 @@ class DecodingOptions:
     seed: int | None = None
     prepack: bool = True
     ctc_weight: float = 0.0
+    ctc_candidates: int = 16
 
     def __post_init__(self):
         def fail(name, allowed):
@@ -158,6 +160,8 @@ class DecodingOptions:
             fail("seed", "None or an integer")
         if not is_number(self.ctc_weight) or not 0 <= self.ctc_weight <= 1:
             fail("ctc_weight", "a number in [0, 1] (0: the decoder alone)")
+        if not is_int(self.ctc_candidates) or self.ctc_candidates < 1:
+            fail("ctc_candidates", "an integer >= 1")
         if self.ctc_weight > 0 and self.task != "transcribe":
             raise InputError(f"DecodingOptions.ctc_weight={self.ctc_weight} needs task='transcribe': the CTC head "
                              f"hears the spoken language's text, not its translation; use ctc_weight=0 to translate")
@@ -616,7 +620,7 @@ class DecodingTask:
         token_bytes = [tokenizer.bpe.token_bytes(i) if i < tokenizer.eot else b"" for i in range(vocab_size)]
         ctc_logprobs = self.model.ctc_head(audio_features).float().log_softmax(dim=-1)
         return CTCPrefixScorer(ctc_logprobs, audio_mask, token_bytes, tokenizer.eot, self.options.ctc_weight,
-                               group=self.n_group)
+                               group=self.n_group, candidates=self.options.ctc_candidates)
 
     def _score(self, state: core.TokenState) -> float:
         """whisper's MaximumLikelihoodRanker: the summed log-prob over the length (or the NMT length penalty);

@@ -34,6 +34,10 @@ from zoo.errors import InputError
 # A padded frame (beyond a clip's end) emits the blank with certainty and nothing else: its label log-probs are
 # this (not -inf, which would put inf - inf into the cumulative sums), so no path gains a label there.
 PADDED_FRAME = -1.0e4
+# The floor of log psi: a prefix the audio cannot hold at all (more bytes than frames, say) costs this much once,
+# and below it CTC stops taking part (its increments are 0), so a search whose every candidate is impossible
+# for CTC still ends, on the decoder's scores, instead of having no hypothesis left.
+LOG_ZERO = -1.0e5
 
 
 @dataclass(eq=False)
@@ -64,7 +68,7 @@ class CTCPrefixScorer(core.LogitProcessor):
     returns_logprobs = True
 
     def __init__(self, ctc_logprobs: torch.Tensor, audio_mask: torch.Tensor | None, token_bytes: list[bytes],
-                 eot: int, weight: float, group: int = 1, candidates: int = 10):
+                 eot: int, weight: float, group: int = 1, candidates: int = 16):
         if not 0.0 < weight <= 1.0:
             raise InputError(f"CTC weight must be in (0, 1], got {weight}")
         x = ctc_logprobs.float()
@@ -93,7 +97,7 @@ class CTCPrefixScorer(core.LogitProcessor):
         x_c = self.x[clips, labels]  # (P, S)
         repeat = (last == labels)[:, None]
         phi = torch.logaddexp(r_b[:, :-1], r_n[:, :-1].masked_fill(repeat, -math.inf))  # (P, S): frames 1..S
-        psi = torch.logsumexp(phi + x_c, dim=1)
+        psi = torch.logsumexp(phi + x_c, dim=1).clamp(min=LOG_ZERO)
         if not recursion:
             return psi, None, None
         X_c = self.cumulative[clips, labels]  # (P, S + 1)
@@ -174,7 +178,7 @@ class CTCPrefixScorer(core.LogitProcessor):
 
     def full_logprob(self, state: "Prefix") -> float:
         """log p_ctc(g): all the CTC paths over the clip that read exactly g (its prefix state at the last frame)."""
-        return float(torch.logaddexp(state.r_n[-1], state.r_b[-1]))
+        return max(float(torch.logaddexp(state.r_n[-1], state.r_b[-1])), LOG_ZERO)
 
     # ------------------------------------------------------------------------------ the logit processor
 

@@ -24,10 +24,12 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def error_rate(references: list[str], hypotheses: list[str], language: str | None = None) -> float:
-    """Word error rate, or character error rate (spaces removed) for a language written without spaces, over
-    the normalised texts (jiwer: edits / reference length, over the whole set). Empty references are left out
-    (they have no words to get wrong; text on them is counted as hallucination elsewhere)."""
+def error_rate(references: list[str], hypotheses: list[str], language: str | None = None,
+               characters: bool = False) -> float:
+    """Word error rate, or character error rate (spaces removed) for a language written without spaces or with
+    characters=True (spaces kept, as characters), over the normalised texts (jiwer: edits / reference length,
+    over the whole set). Empty references are left out (they have no words to get wrong; text on them is
+    counted as hallucination elsewhere)."""
     import jiwer
 
     pairs = [(normalize(r), normalize(h)) for r, h in zip(references, hypotheses, strict=True)]
@@ -37,7 +39,7 @@ def error_rate(references: list[str], hypotheses: list[str], language: str | Non
     refs, hyps = zip(*pairs)
     if language in CHARACTER_LANGUAGES:
         return jiwer.cer([r.replace(" ", "") for r in refs], [h.replace(" ", "") for h in hyps])
-    return jiwer.wer(list(refs), list(hyps))
+    return jiwer.cer(list(refs), list(hyps)) if characters else jiwer.wer(list(refs), list(hyps))
 
 
 def translation_scores(references: list[str], hypotheses: list[str]) -> dict[str, float]:

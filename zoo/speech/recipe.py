@@ -54,6 +54,7 @@ class SpeechDataConfig:
     translate_share: float = 0.5  # share of the non-English training clips taught to translate into English
     quick_eval_clips: int = 96  # clips decoded by the evaluations during training
     eval_beam_size: int | None = None  # None: greedy decoding in evaluations
+    eval_ctc_weight: float = 0.0  # joint CTC/attention decoding of the transcripts in evaluations (zoo.speech.joint)
 
     def __post_init__(self):
         if not 0.0 <= self.translate_share <= 1.0:
@@ -62,6 +63,9 @@ class SpeechDataConfig:
             raise InputError(f"data.quick_eval_clips={self.quick_eval_clips}; allowed: an integer >= 1")
         if self.eval_beam_size is not None and self.eval_beam_size < 1:
             raise InputError(f"data.eval_beam_size={self.eval_beam_size}; allowed: an integer >= 1, or None (greedy)")
+        if not 0.0 <= self.eval_ctc_weight <= 1.0:
+            raise InputError(f"data.eval_ctc_weight={self.eval_ctc_weight}; allowed: a number in [0, 1] (0: the "
+                             f"decoder alone)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -257,11 +261,11 @@ def teacher_forced_loss(model, items: SpeechItems, indices: list[int], batch_siz
 
 
 def decode_clips(model, clips: MelClips, indices: list[int], task: str, beam_size: int | None,
-                 batch_size: int = 32) -> list:
+                 ctc_weight: float = 0.0, batch_size: int = 32) -> list:
     """zoo.speech.decoding results for the clips, language detected per clip, no timestamps."""
     from zoo.speech.decoding import DecodingOptions, decode
 
-    options = DecodingOptions(task=task, without_timestamps=True, beam_size=beam_size)
+    options = DecodingOptions(task=task, without_timestamps=True, beam_size=beam_size, ctc_weight=ctc_weight)
     device = model_device(model)
     results = []
     for start in range(0, len(indices), batch_size):
@@ -286,7 +290,7 @@ def score_split(model, clips: MelClips, indices: list[int], data_config: SpeechD
 
     rows = [clips.rows[i] for i in indices]
     start = time.perf_counter()
-    heard = decode_clips(model, clips, indices, "transcribe", data_config.eval_beam_size)
+    heard = decode_clips(model, clips, indices, "transcribe", data_config.eval_beam_size, data_config.eval_ctc_weight)
     speech = [k for k, row in enumerate(rows) if not row["no_speech"]]
     foreign = [k for k in speech if rows[k]["language"] != "en"]
     translated = decode_clips(model, clips, [indices[k] for k in foreign], "translate",
@@ -297,9 +301,11 @@ def score_split(model, clips: MelClips, indices: list[int], data_config: SpeechD
     metrics: dict[str, float] = {}
     for language in sorted({rows[k]["language"] for k in speech}):
         chosen = [k for k in speech if rows[k]["language"] == language]
+        references, hypotheses = [rows[k]["text"] for k in chosen], [texts[k] for k in chosen]
         kind = "cer" if language in CHARACTER_LANGUAGES else "wer"
-        metrics[f"{kind}_{language}{suffix}"] = error_rate([rows[k]["text"] for k in chosen],
-                                                           [texts[k] for k in chosen], language)
+        metrics[f"{kind}_{language}{suffix}"] = error_rate(references, hypotheses, language)
+        if kind == "wer" and language != "en":  # CER too: WER counts a word with one wrong letter as a whole error
+            metrics[f"cer_{language}{suffix}"] = error_rate(references, hypotheses, language, characters=True)
     if translated:
         scores = translation_scores([rows[k]["translation"] for k in foreign], [r.text for r in translated])
         metrics.update({f"{name}{suffix}": value for name, value in scores.items()})
@@ -339,9 +345,10 @@ def evaluate(model, data: TrainingData, data_config: SpeechDataConfig, out_dir=N
 
     val: SpeechItems = data.val
     with eval_mode(model):
-        if quick:
+        if quick:  # a progress signal: greedy, the decoder alone (cheap), whatever the final evaluation uses
             indices = list(range(min(len(val), data_config.quick_eval_clips)))
-            metrics, _ = score_split(model, val.clips, indices, data_config, translate=False)
+            greedy = dataclasses.replace(data_config, eval_beam_size=None, eval_ctc_weight=0.0)
+            metrics, _ = score_split(model, val.clips, indices, greedy, translate=False)
             return {"val_loss": teacher_forced_loss(model, val, indices), **metrics}
         metrics = {"val_loss": teacher_forced_loss(model, val, list(range(len(val))))}
         test = mel_clips(val.corpus_dir, "test")

@@ -51,6 +51,9 @@ from zoo.utils import eval_mode
 
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 DEFAULT_SEARCH = dict(beam_size=5, best_of=5)  # whisper's command-line defaults, the paper's Table 7
+# Transcripts of a model with a CTC head are decoded jointly with it (zoo.speech.joint) at this weight, measured
+# on the recipe's validation clips (README "Speech"); 0.3 is also ESPnet's usual decoding weight.
+DEFAULT_CTC_WEIGHT = 0.3
 MANAGED = ("temperature", "task", "language", "prompt")  # set by transcribe() itself, not decode options
 
 
@@ -70,9 +73,11 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     condition_on_previous_text: prompt each window with the text so far (since the last reset).
     initial_prompt: text that prompts the first window (a spelling or style hint).
     decode_options: DecodingOptions fields (beam_size, best_of, patience, length_penalty, suppress_tokens,
-    suppress_blank, without_timestamps, max_initial_timestamp, sample_len, prefix, seed, prepack); beam_size
-    and best_of default to 5; beam_size and patience apply at temperature 0, best_of above it; timestamps are
-    decoded when the model learnt them (its config.timestamps; zoo's recipe does not teach them).
+    suppress_blank, without_timestamps, max_initial_timestamp, sample_len, prefix, seed, prepack, ctc_weight);
+    beam_size and best_of default to 5; beam_size and patience apply at temperature 0, best_of above it;
+    timestamps are decoded when the model learnt them (its config.timestamps; zoo's recipe does not teach them);
+    a model with a CTC head transcribes with joint CTC/attention decoding, ctc_weight DEFAULT_CTC_WEIGHT (0 turns
+    it off; translations never use it).
 
     Returns {"text", "segments", "language", "no_speech_prob"} per file; a segment is {"id", "seek" (mel frame
     of its window), "start", "end" (seconds), "text", "tokens", "temperature", "avg_logprob",
@@ -98,8 +103,9 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
                         ("logprob_threshold", logprob_threshold), ("no_speech_threshold", no_speech_threshold)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InputError(f"transcribe() {name} must be a number or None (off), got {value!r}")
+    joint = task == "transcribe" and getattr(model, "ctc_head", None) is not None
     search = {**DEFAULT_SEARCH, "without_timestamps": not getattr(getattr(model, "config", None), "timestamps", True),
-              **decode_options}
+              "ctc_weight": DEFAULT_CTC_WEIGHT if joint else 0.0, **decode_options}
     # one DecodingTask per temperature, built (and so validated) before any audio is decoded
     tasks = [DecodingTask(model, _options_at(t, task, language, search)) for t in temperatures]
     prepack = tasks[0].options.prepack  # the encoder's too (encode_audio)
