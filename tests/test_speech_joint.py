@@ -9,11 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.test_speech_decoding import NO_TS, TOK, Script, ScriptedWhisper, W, mel_of
+from tests.test_speech_decoding import NO_TS, TOK, Script, ScriptedWhisper, W, mel_of, tone
 from zoo.decoding import BeamSearch, TokenState
 from zoo.errors import InputError
+from zoo.speech.audio import log_mel_spectrogram
 from zoo.speech.decoding import DecodingOptions, decode
 from zoo.speech.joint import CTCPrefixScorer
+from zoo.speech.transcribe import transcribe
 
 
 def collapse(path, blank):
@@ -137,3 +139,14 @@ def test_a_search_that_ctc_finds_impossible_still_ends():
         result = decode(model, mel_of(6, frames=4), DecodingOptions(ctc_weight=0.3, **search, **NO_TS))
         assert result.tokens and math.isfinite(result.avg_logprob)
         assert result.text.endswith("cat sat")  # past the impossible point the decoder's scores lead
+
+
+def test_transcribe_decodes_jointly_by_default_and_does_not_resample_a_low_joint_score():
+    key = int(log_mel_spectrogram(tone(300, 1.0)).mean(-1).argmax())  # the scripted model's key for the tone
+    model = ScriptedWhisper({key: Script(two_sentences)})
+    model.ctc_head = SpellingHead("the dog sat", p=0.3)  # an unsure CTC head: the joint score is far below -1
+    [segment] = transcribe(model, tone(300, 4), without_timestamps=True)["segments"]
+    assert segment["text"].strip() == "the dog sat" and segment["avg_logprob"] < -1
+    assert segment["temperature"] == 0.0  # not resampled for the low joint score
+    alone = transcribe(model, tone(300, 4), without_timestamps=True, ctc_weight=0)
+    assert alone["text"].strip() == "the cat sat"

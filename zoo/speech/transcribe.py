@@ -77,7 +77,8 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     beam_size and best_of default to 5; beam_size and patience apply at temperature 0, best_of above it;
     timestamps are decoded when the model learnt them (its config.timestamps; zoo's recipe does not teach them);
     a model with a CTC head transcribes with joint CTC/attention decoding, ctc_weight DEFAULT_CTC_WEIGHT (0 turns
-    it off; translations never use it).
+    it off; translations never use it), and then a low average log-prob alone does not resample a window
+    (Fallback.retry_unlikely).
 
     Returns {"text", "segments", "language", "no_speech_prob"} per file; a segment is {"id", "seek" (mel frame
     of its window), "start", "end" (seconds), "text", "tokens", "temperature", "avg_logprob",
@@ -109,7 +110,8 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     # one DecodingTask per temperature, built (and so validated) before any audio is decoded
     tasks = [DecodingTask(model, _options_at(t, task, language, search)) for t in temperatures]
     prepack = tasks[0].options.prepack  # the encoder's too (encode_audio)
-    fallback = Fallback(compression_ratio_threshold, logprob_threshold, no_speech_threshold)
+    fallback = Fallback(compression_ratio_threshold, logprob_threshold, no_speech_threshold,
+                        retry_unlikely=tasks[0].options.ctc_weight == 0)
 
     single = not isinstance(audio, (list, tuple))
     sources = [audio] if single else list(audio)
@@ -228,6 +230,10 @@ class Fallback:
     compression_ratio_threshold: float | None
     logprob_threshold: float | None
     no_speech_threshold: float | None
+    # Whether a low average log-prob alone sends a window to the next temperature. Not under joint CTC decoding:
+    # there the score is low wherever the decoder and the CTC head disagree, and sampling with the CTC scores
+    # spells worse than the beam it replaces (README "Speech"); loops (the compression ratio) are still retried.
+    retry_unlikely: bool = True
 
     def is_silence(self, result: DecodingResult) -> bool:
         """No speech: the model says <|nospeech|> and does not believe its own text. A confident transcript
@@ -238,7 +244,8 @@ class Fallback:
     def needs_retry(self, result: DecodingResult) -> bool:
         too_repetitive = (self.compression_ratio_threshold is not None
                           and result.compression_ratio > self.compression_ratio_threshold)
-        too_unlikely = self.logprob_threshold is not None and result.avg_logprob < self.logprob_threshold
+        too_unlikely = (self.retry_unlikely and self.logprob_threshold is not None
+                        and result.avg_logprob < self.logprob_threshold)
         return (too_repetitive or too_unlikely) and not self.is_silence(result)  # silence: nothing to retry
 
     def decode(self, tasks: list[DecodingTask], features: torch.Tensor, mask: torch.Tensor | None,
