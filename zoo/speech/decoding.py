@@ -515,6 +515,9 @@ class DecodingTask:
         if options.ctc_weight > 0 and getattr(model, "ctc_head", None) is None:
             raise InputError(f"DecodingOptions.ctc_weight={options.ctc_weight} needs a model with a CTC head "
                              f"(trained with config.ctc_weight > 0, as whisper-cpu); this one has none: use 0")
+        # the UTF-8 bytes of every token, for the CTC prefix scores (once per task, not per window)
+        self.token_bytes = [tokenizer.bpe.token_bytes(i) if i < tokenizer.eot else b""
+                            for i in range(model.vocab_size)] if options.ctc_weight > 0 else None
 
     def encode_text(self, value) -> list[int]:
         if value is None:
@@ -616,11 +619,9 @@ class DecodingTask:
     def _ctc_scorer(self, audio_features: torch.Tensor, audio_mask: torch.Tensor | None):
         from zoo.speech.joint import CTCPrefixScorer
 
-        tokenizer, vocab_size = self.tokenizer, self.model.vocab_size
-        token_bytes = [tokenizer.bpe.token_bytes(i) if i < tokenizer.eot else b"" for i in range(vocab_size)]
         ctc_logprobs = self.model.ctc_head(audio_features).float().log_softmax(dim=-1)
-        return CTCPrefixScorer(ctc_logprobs, audio_mask, token_bytes, tokenizer.eot, self.options.ctc_weight,
-                               group=self.n_group, candidates=self.options.ctc_candidates)
+        return CTCPrefixScorer(ctc_logprobs, audio_mask, self.token_bytes, self.tokenizer.eot,
+                               self.options.ctc_weight, group=self.n_group, candidates=self.options.ctc_candidates)
 
     def _score(self, state: core.TokenState) -> float:
         """whisper's MaximumLikelihoodRanker: the summed log-prob over the length (or the NMT length penalty);
