@@ -9,6 +9,7 @@ import torch
 from zoo.text.data import (
     TokenWindows,
     encode_to_memmap,
+    line_starts,
     load_memmap,
     prepare_text_data,
     read_corpus,
@@ -98,6 +99,40 @@ def test_token_windows_are_shifted_by_one(tmp_path):
 def test_token_windows_too_short_names_counts():
     with pytest.raises(ValueError, match="has 5 tokens, too few for seq_len 5"):
         TokenWindows(np.arange(5, dtype=np.uint16), seq_len=5)
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_line_aligned_windows_begin_in_column_0(tmp_path, kind):
+    """Every window begins at column 0, and every line that leaves room for a window is a start, except (with BPE,
+    whose pre-tokenizer merges the newline into the indentation) the indented ones."""
+    tok = CharTokenizer.train(TEXT) if kind == "char" else BPETokenizer.train([TEXT], 300)
+    tokens = encode_to_memmap(tok, TEXT, tmp_path / "t.bin")
+    starts = line_starts(tokens, tok, seq_len=8)
+    texts = [tok.decode(tokens[:s].tolist()) for s in starts]
+    assert all(t == "" or t.endswith("\n") for t in texts)
+    lines = TEXT.split("\n")
+    expected = {sum(len(line) + 1 for line in lines[:k]) for k, line in enumerate(lines)
+                if kind == "char" or not line.startswith(" ")}
+    last_char = len(tok.decode(tokens[:len(tokens) - 9].tolist()))
+    assert {len(t) for t in texts} == {c for c in expected if c <= last_char}
+    windows = TokenWindows(tokens, seq_len=8, starts=starts)
+    assert len(windows) == len(starts) < len(tokens) - 8
+    for i in (0, 1, len(windows) - 1):
+        assert TEXT.startswith(tok.decode(windows[i]["input_ids"].tolist()), len(texts[i]))
+        assert torch.equal(windows[i]["labels"][:-1], windows[i]["input_ids"][1:])
+    with pytest.raises(ValueError, match="window starts must be"):
+        TokenWindows(tokens, seq_len=8, starts=np.array([len(tokens) - 8]))
+
+
+def test_prepare_text_data_window_starts(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    args = (corpus, "bpe", 300, 16, tmp_path / "cache")
+    every, lines = prepare_text_data(*args), prepare_text_data(*args, window_starts="line")
+    assert len(every.train) == len(every.train.tokens) - 16 and len(lines.train) < len(every.train) / 3
+    assert len(lines.val) == len(every.val)  # validation scores every position either way
+    with pytest.raises(ValueError, match="window_starts='word'; allowed: any, line"):
+        prepare_text_data(*args, window_starts="word")
 
 
 @pytest.mark.parametrize("kind", ["char", "bpe"])

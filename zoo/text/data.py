@@ -4,6 +4,7 @@
     train_text, val_text = split_corpus(text) # first 90% / last 10% of the characters
     tokens = encode_to_memmap(tok, train_text, "train.bin")   # uint16/uint32 .bin + .json sidecar
     windows = TokenWindows(tokens, seq_len)   # item i: tokens[i:i+T] -> tokens[i+1:i+T+1]
+    lines = TokenWindows(tokens, seq_len, starts=line_starts(tokens, tok, seq_len))  # windows from column 0
 
 `prepare_text_data` does all of it and caches the tokenizer and token files under a key of the corpus
 content and tokenizer settings, so a rerun (or another rank) reuses them instead of retraining.
@@ -36,6 +37,7 @@ STDLIB_SKIP_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests",
 FILE_SEPARATOR = "\n"
 ENCODE_BATCH_CHUNKS = 256  # 4 KiB pieces per encode_batch call (~1 MB): work for every core, little memory
 PROGRESS_MIN_CHARS = 4_000_000
+WINDOW_STARTS = ("any", "line")  # where training windows may begin (`line_starts`)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -176,12 +178,13 @@ def _encode_batch(tokenizer: Tokenizer, texts: list[str]) -> list[np.ndarray]:
 
 
 class TokenWindows(Dataset):
-    """Every window of `seq_len` tokens: item i is tokens[i:i+T] as inputs and tokens[i+1:i+T+1] as labels.
+    """Windows of `seq_len` tokens: item i is tokens[s:s+T] as inputs and tokens[s+1:s+T+1] as labels, where s is
+    i (every window) or `starts[i]` (only the windows that begin at the given positions; see `line_starts`).
 
     Map-style and a pure function of i, so a trainer can pick indices itself (exact resume, rank shards).
     """
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, name: str = "token data"):
+    def __init__(self, tokens: np.ndarray, seq_len: int, name: str = "token data", starts: np.ndarray | None = None):
         if tokens.ndim != 1:
             raise InputError(f"{name} must be a 1-D token array, got shape {tokens.shape}")
         if seq_len < 1:
@@ -189,15 +192,18 @@ class TokenWindows(Dataset):
         if len(tokens) < seq_len + 1:
             raise InputError(f"{name} has {len(tokens)} tokens, too few for seq_len {seq_len}: a window "
                              f"needs seq_len + 1 = {seq_len + 1} tokens (use more text or a smaller seq_len)")
-        self.tokens, self.seq_len, self.name = tokens, seq_len, name
+        if starts is not None and (len(starts) == 0 or starts.min() < 0 or starts.max() > len(tokens) - seq_len - 1):
+            raise InputError(f"{name}: window starts must be non-empty and within [0, {len(tokens) - seq_len - 1}]")
+        self.tokens, self.seq_len, self.name, self.starts = tokens, seq_len, name, starts
 
     def __len__(self) -> int:
-        return len(self.tokens) - self.seq_len
+        return len(self.tokens) - self.seq_len if self.starts is None else len(self.starts)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < len(self):
             raise IndexError(f"window {i} out of range for {self.name} with {len(self)} windows")
-        window = torch.from_numpy(self.tokens[i:i + self.seq_len + 1].astype(np.int64))
+        start = i if self.starts is None else int(self.starts[i])
+        window = torch.from_numpy(self.tokens[start:start + self.seq_len + 1].astype(np.int64))
         return {"input_ids": window[:-1], "labels": window[1:]}
 
     def __getstate__(self) -> dict:
@@ -211,6 +217,23 @@ class TokenWindows(Dataset):
         if isinstance(state["tokens"], str):
             state["tokens"] = load_memmap(state["tokens"])
         self.__dict__.update(state)
+
+
+def line_starts(tokens: np.ndarray, tokenizer: Tokenizer, seq_len: int) -> np.ndarray:
+    """The positions where a line begins in column 0 (0, and every token after one whose text ends in "\\n") that
+    leave room for a whole window.
+
+    Why: a window that starts anywhere puts mid-line text at position 0, so a model sampled from a short prompt
+    with no context (`def `) cannot tell a top-level line from an indented one; in Python source most `def`s are
+    methods, and it writes a method's body. Starting training windows at line starts makes position 0 mean
+    column 0: position 0 then carries what the end-of-text token before each file carries in
+    document-packed training, where the text begins. With a byte-level BPE (GPT-2's pre-tokenizer) the newline
+    before an indented line is merged with the indentation, so only unindented lines and blank lines qualify.
+    """
+    ends_line = np.array([tokenizer.decode([i]).endswith("\n") for i in range(tokenizer.vocab_size)], dtype=bool)
+    last = len(tokens) - seq_len - 1  # the last start with seq_len + 1 tokens after it
+    after_newline = np.flatnonzero(ends_line[np.asarray(tokens[:last])]) + 1
+    return np.concatenate([[0], after_newline]).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -229,14 +252,18 @@ class TextData:
 
 def prepare_text_data(path: str | Path | None, tokenizer_kind: str, vocab_size: int, seq_len: int,
                       cache_dir: str | Path, max_chars: int | None = None,
-                      tokenizer: Tokenizer | None = None) -> TextData:
+                      tokenizer: Tokenizer | None = None, window_starts: str = "any") -> TextData:
     """Read and split the corpus, train the tokenizer, encode both splits into memmaps under `cache_dir`.
 
     BPE is trained on the training split only; the char vocabulary is built from the whole text (as nanoGPT
     does) so that no validation character is unknown. Results are cached under a hash of the corpus text and
     the tokenizer settings; the cache entry is published with an atomic rename, so concurrent ranks are safe.
     A given `tokenizer` (a trained model's, for evaluation on new text) is used as is instead of training one.
+    `window_starts`: "any" trains on every window, "line" on the windows that begin a line (`line_starts`);
+    validation always scores every position.
     """
+    if window_starts not in WINDOW_STARTS:
+        raise InputError(f"window_starts={window_starts!r}; allowed: {', '.join(WINDOW_STARTS)}")
     text = read_corpus(path, max_chars)
     train_text, val_text = split_corpus(text)
     if not val_text or not train_text:
@@ -260,7 +287,8 @@ def prepare_text_data(path: str | Path | None, tokenizer_kind: str, vocab_size: 
         tokenizer, train, val = _open_cache(directory)
     return TextData(
         tokenizer=tokenizer,
-        train=TokenWindows(train, seq_len, name="training split"),
+        train=TokenWindows(train, seq_len, name="training split",
+                           starts=line_starts(train, tokenizer, seq_len) if window_starts == "line" else None),
         val=TokenWindows(val, seq_len, name="validation split (last 10%)"),
         train_text_chars=len(train_text), val_text_chars=len(val_text), directory=directory,
     )

@@ -16,7 +16,7 @@ from zoo.nn import transformer_flops_per_token
 from zoo.nn.packed import prepacked_linears
 from zoo.registry import TrainingData
 from zoo.text.code import parse_rate
-from zoo.text.data import prepare_text_data
+from zoo.text.data import WINDOW_STARTS, prepare_text_data
 from zoo.utils import eval_mode, model_device
 
 TOKENIZERS = ("char", "bpe")
@@ -32,12 +32,15 @@ class TextDataConfig:
     eval_stride: int | None = None  # perplexity sliding-window stride; None = seq_len // 2
     quick_eval_windows: int = 128  # windows scored by the evaluations during training
     code_samples: int = 0  # full evaluation of a Python code model: functions sampled for parse_rate (zoo.text.code)
+    window_starts: str = "any"  # any | line: training windows begin anywhere or at column 0 (zoo.text.data.line_starts)
 
     def __post_init__(self):
         if self.code_samples < 0:
             raise InputError(f"data.code_samples={self.code_samples}; allowed: 0 (off) or a number of samples")
         if self.tokenizer not in TOKENIZERS:
             raise InputError(f"data.tokenizer={self.tokenizer!r}; allowed: {', '.join(TOKENIZERS)}")
+        if self.window_starts not in WINDOW_STARTS:
+            raise InputError(f"data.window_starts={self.window_starts!r}; allowed: {', '.join(WINDOW_STARTS)}")
         if self.quick_eval_windows < 1:
             raise InputError(f"data.quick_eval_windows={self.quick_eval_windows}; allowed: an integer >= 1")
         for name in ("max_chars", "seq_len", "eval_stride"):  # 0 would read as None (`seq_len or ...`): refuse it
@@ -51,7 +54,8 @@ def prepare_data(config, data_config: TextDataConfig, path, cache_dir, model=Non
         raise InputError(f"data.seq_len={seq_len} exceeds model.backbone.max_seq_len={config.backbone.max_seq_len}")
     tokenizer = getattr(model, "tokenizer", None) if model is not None else None
     text = prepare_text_data(path, data_config.tokenizer, data_config.vocab_size, seq_len, cache_dir,
-                             max_chars=data_config.max_chars, tokenizer=tokenizer)
+                             max_chars=data_config.max_chars, tokenizer=tokenizer,
+                             window_starts=data_config.window_starts)
     if model is None:
         config = dataclasses.replace(config, vocab_size=text.tokenizer.vocab_size)
     return TrainingData(text.train, text.val, config, extras={"tokenizer": text.tokenizer},
