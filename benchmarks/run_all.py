@@ -172,8 +172,7 @@ def write_chart(results: list[dict], path: Path):
     ax.set_xlabel("ratio (above 1: zoo ahead of the peer measured in the same run)")
     ax.set_title("zoo vs peers, same run, same thread count", fontsize=10)
     ax.grid(axis="x", which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # grows the canvas to fit the longest label
     plt.close(fig)
 
 
