@@ -361,17 +361,25 @@ def start_nodes(start, n: int, out: Path, corpus, zoo_home, *sets: str) -> list[
 @pytest.mark.slow
 def test_a_rank_killed_mid_step_makes_every_other_rank_exit_non_zero(tmp_path, corpus, zoo_home, start):
     """3 machines; kill -9 rank 2's worker while the ranks train. Its sockets close with it, and the others' next
-    collective fails at once (gloo: "Connection reset by peer"). Measured: they exit 3-5 s after the kill."""
+    collective fails at once (gloo: "Connection reset by peer"), which they report in one line naming the checkpoint
+    to resume from. Measured: they exit 3-5 s after the kill."""
     out = tmp_path / "run"
-    agents = start_nodes(start, 3, out, corpus, zoo_home, "--set", "train.batch_size=12")  # 4 samples a rank
+    agents = start_nodes(start, 3, out, corpus, zoo_home, "--set", "train.batch_size=12",  # 4 samples a rank
+                         "--set", "train.checkpoint_every=10")
     ranks = wait_for_workers(agents, 3)
     wait_for(lambda: logged_steps(out) >= 20, *agents, what="step 20")
     ranks[2].kill()
     killed = time.monotonic()
+    outputs = []
     for agent in agents:
         rc, output = finish(agent, timeout=FAIL_FAST_S)
         assert rc != 0, output[-3000:]
+        outputs.append(output)
     assert time.monotonic() - killed < FAIL_FAST_S
+    # the survivors say so in one line each, naming the checkpoint to resume from
+    reports = [re.search(r"zoo train: error: rank (\d) of 3 lost another rank at step \d+ .*The last checkpoint, "
+                         r".*step_\d+, is whole: rerun the same command with --resume", output) for output in outputs]
+    assert sorted(int(report[1]) for report in reports if report) == [0, 1], "\n".join(o[-2000:] for o in outputs)
     assert not any(p.is_running() for p in ranks.values())
 
 
@@ -385,4 +393,5 @@ def test_a_hung_rank_makes_the_others_exit_non_zero_after_train_dist_timeout_s(t
     wait_for(lambda: logged_steps(out) >= 20, *agents, what="step 20")
     ranks[1].suspend()
     rc, output = finish(agents[0], timeout=FAIL_FAST_S)
-    assert rc != 0 and "Timed out waiting 5000ms" in output, output[-3000:]
+    assert rc != 0 and re.search(r"zoo train: error: rank 0 of 2 lost another rank at step \d+ \(it died, or hung "
+                                 r"past train.dist_timeout_s=5\): .*Timed out waiting 5000ms", output), output[-3000:]

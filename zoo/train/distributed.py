@@ -110,6 +110,20 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
+# How a collective fails when another rank is gone: gloo raises a plain RuntimeError naming the socket error
+# (its messages, torch 2.9), NCCL and the c10d store raise torch.distributed.DistError subclasses.
+LOST_RANK_MESSAGES = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Timed out waiting")
+
+
+def lost_a_rank(error: BaseException) -> bool:
+    """Whether `error` is a collective failing because another rank died or hung past the group's timeout, in a
+    multi-rank run (checked before the group is torn down)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return False
+    return isinstance(error, dist.DistError) or (
+        isinstance(error, RuntimeError) and any(text in str(error) for text in LOST_RANK_MESSAGES))
+
+
 def torchrun_restarts() -> int:
     """How many times torchrun (--max-restarts) has started this worker group again after a failure."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))

@@ -27,7 +27,15 @@ from zoo.config import config_to_dict
 from zoo.errors import InputError, TrainingError
 from zoo.registry import Family, TrainingData, zoo_home
 from zoo.train import checkpointing
-from zoo.train.distributed import DIST_TIMEOUT_S, StopSignal, all_reduce_mean, any_rank, teardown, torchrun_restarts
+from zoo.train.distributed import (
+    DIST_TIMEOUT_S,
+    StopSignal,
+    all_reduce_mean,
+    any_rank,
+    lost_a_rank,
+    teardown,
+    torchrun_restarts,
+)
 from zoo.train.lora import apply_lora, count_parameters, merge_lora, parse_lora, save_adapter
 from zoo.train.metrics import RunLog, measure_flops, peak_flops, plot_losses
 from zoo.train.strategy import STRATEGIES, make_strategy
@@ -684,6 +692,17 @@ def train(name: str, out: str | Path | None = None, data: str | None = None, ste
     trainer = Trainer(family, model_config, data_config, config, out_dir, data, name, resume, overwrite)
     try:
         return trainer.fit()
+    except RuntimeError as error:
+        if not lost_a_rank(error):
+            raise
+        # the others' view of a dead or hung rank: one line for the `zoo` command rather than gloo's traceback
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        latest = checkpointing.latest_checkpoint(out_dir)
+        raise TrainingError(
+            f"rank {trainer.env.rank} of {trainer.env.world_size} lost another rank at step {trainer.step} (it died, "
+            f"or hung past train.dist_timeout_s={config.dist_timeout_s:g}): {first_line}. "
+            + (f"The last checkpoint, {latest}, is whole: rerun the same command with --resume (torchrun "
+               f"--max-restarts does that by itself)." if latest else "No checkpoint was written yet.")) from error
     finally:
         teardown()
 
