@@ -15,6 +15,7 @@ from zoo.errors import InputError
 from zoo.speech.audio import log_mel_spectrogram
 from zoo.speech.decoding import DecodingOptions, decode
 from zoo.speech.joint import CTCPrefixScorer
+from zoo.speech.tokenizer import WhisperTokenizer
 from zoo.speech.transcribe import transcribe
 
 
@@ -150,3 +151,19 @@ def test_transcribe_decodes_jointly_by_default_and_does_not_resample_a_low_joint
     assert segment["temperature"] == 0.0  # not resampled for the low joint score
     alone = transcribe(model, tone(300, 4), without_timestamps=True, ctc_weight=0)
     assert alone["text"].strip() == "the cat sat"
+
+
+def test_transcribe_decodes_the_token_bytes_once_per_tokenizer(monkeypatch):
+    """transcribe() builds a DecodingTask per fallback temperature; the tokens' bytes for the CTC prefix scores
+    are decoded once per tokenizer, not once per task."""
+    key = int(log_mel_spectrogram(tone(300, 1.0)).mean(-1).argmax())
+    model = ScriptedWhisper({key: Script(two_sentences)})
+    model.ctc_head = SpellingHead("the dog sat")
+    model.tokenizer = WhisperTokenizer(TOK.bpe, TOK.languages)  # a fresh one: nothing decoded yet
+    calls = []
+    decode_bytes = model.tokenizer.bpe.token_bytes
+    monkeypatch.setattr(model.tokenizer.bpe, "token_bytes", lambda i: calls.append(i) or decode_bytes(i))
+    for _ in range(2):
+        assert transcribe(model, tone(300, 4), without_timestamps=True)["text"].strip() == "the dog sat"
+    assert sorted(calls) == list(range(model.tokenizer.eot))  # each text token once, over both calls
+    assert model.tokenizer.text_token_bytes == tuple(decode_bytes(i) for i in range(model.tokenizer.eot))

@@ -515,9 +515,8 @@ class DecodingTask:
         if options.ctc_weight > 0 and getattr(model, "ctc_head", None) is None:
             raise InputError(f"DecodingOptions.ctc_weight={options.ctc_weight} needs a model with a CTC head "
                              f"(trained with config.ctc_weight > 0, as whisper-cpu); this one has none: use 0")
-        # the UTF-8 bytes of every token, for the CTC prefix scores (once per task, not per window)
-        self.token_bytes = [tokenizer.bpe.token_bytes(i) if i < tokenizer.eot else b""
-                            for i in range(model.vocab_size)] if options.ctc_weight > 0 else None
+        # the UTF-8 bytes of the text tokens, for the CTC prefix scores (ids past them count as no bytes)
+        self.token_bytes = tokenizer.text_token_bytes if options.ctc_weight > 0 else None
 
     def encode_text(self, value) -> list[int]:
         if value is None:

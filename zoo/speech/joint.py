@@ -24,6 +24,7 @@ log x_u(c), and the same for r^b with the blank.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -60,14 +61,14 @@ class CTCPrefixScorer(core.LogitProcessor):
 
     ctc_logprobs: (B, S, 257) log-probs of the CTC head (bytes 0-255, blank last) for B clips; audio_mask:
     (B, S), True on real frames (None: none padded). Row r of the search belongs to clip r // group (beam
-    search and best_of keep `group` rows per clip). token_bytes[i]: the UTF-8 bytes of token i (b"" for tokens
-    that carry no text, e.g. timestamps); eot: the end-of-text id.
+    search and best_of keep `group` rows per clip). token_bytes[i]: the UTF-8 bytes of token i (ids past its
+    end, the special and timestamp tokens, carry no text); eot: the end-of-text id.
     """
 
     needs_history = True
     returns_logprobs = True
 
-    def __init__(self, ctc_logprobs: torch.Tensor, audio_mask: torch.Tensor | None, token_bytes: list[bytes],
+    def __init__(self, ctc_logprobs: torch.Tensor, audio_mask: torch.Tensor | None, token_bytes: Sequence[bytes],
                  eot: int, weight: float, group: int = 1, candidates: int = 16):
         if not 0.0 < weight <= 1.0:
             raise InputError(f"CTC weight must be in (0, 1], got {weight}")

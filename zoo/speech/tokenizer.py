@@ -23,6 +23,7 @@ Saved as JSON beside the model weights: `tokenizer.json` (the BPE, `tokenizers` 
 `whisper_tokenizer.json` (the languages and the special-token names, checked again on load).
 """
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -103,6 +104,13 @@ class WhisperTokenizer:
             name: self.eot + i for i, name in enumerate(special_token_names(self.languages)[:-N_TIMESTAMPS])}
         self.non_speech_tokens: tuple[int, ...] = self._non_speech_tokens()
         self.blank_tokens: tuple[int, ...] = (*self.encode(" "), self.eot)
+
+    @functools.cached_property
+    def text_token_bytes(self) -> tuple[bytes, ...]:
+        """The UTF-8 bytes of every text token (ids below `eot`; specials and timestamps have none), decoded once
+        per tokenizer: each DecodingTask with CTC prefix scores needs them, and transcribe() makes one per
+        temperature."""
+        return tuple(self.bpe.token_bytes(i) for i in range(self.eot))
 
     # ------------------------------------------------------------------------------------------------------
     # building, saving, loading
