@@ -175,21 +175,29 @@ def test_early_exit_draft_shares_the_model_weights(model):
 # int8 weights
 
 
-def test_int8_costs_under_1_percent_of_gpt_nano_validation_loss():
+def test_int8_costs_under_1_percent_of_gpt_nano_validation_loss_with_the_mlp_down_projections_in_fp32():
     """int8 weights and activations (zoo.nn.packed.int8_dynamic) on the shipped gpt-nano, scored on its own
-    validation split (the recipe's evaluation windows, as during training): the loss rises by less than 1%
-    (README: 4.391 -> 4.408 over the whole split), the weights really are int8, the original is untouched."""
+    validation split (the recipe's evaluation windows, as during training). Every linear in int8 costs the
+    re-shipped model 1.1% (README); keeping the MLP down projections in fp32 (their input carries the outliers)
+    brings it under 1% (measured: +0.18%). The weights really are int8 elsewhere; the original is untouched."""
     from zoo.evaluation import load_for_eval
     from zoo.models import trained_dir
 
     model, family, data, data_config = load_for_eval(trained_dir("gpt-nano"))
     before = {name: p.clone() for name, p in model.state_dict().items()}
-    quantized = int8_dynamic(model)
     fp32 = family.evaluate(model, data, data_config, quick=True)["val_loss"]
-    int8 = family.evaluate(quantized, data, data_config, quick=True)["val_loss"]
-    assert fp32 < int8 < 1.01 * fp32, f"validation loss fp32 {fp32:.4f}, int8 {int8:.4f}"
-    assert quantized.backbone.blocks[0].mlp.down.weight().dtype == torch.qint8
+    every = family.evaluate(int8_dynamic(model), data, data_config, quick=True)["val_loss"]
+    mixed_model = int8_dynamic(model, keep_float=("mlp.down",))
+    mixed = family.evaluate(mixed_model, data, data_config, quick=True)["val_loss"]
+    assert fp32 < mixed < 1.01 * fp32 and mixed < every, f"fp32 {fp32:.4f}, int8 {every:.4f}, mixed {mixed:.4f}"
+    assert mixed_model.backbone.blocks[0].mlp.gate_up.weight().dtype == torch.qint8
+    assert isinstance(mixed_model.backbone.blocks[0].mlp.down, torch.nn.Linear)
     assert all(torch.equal(before[name], p) for name, p in model.state_dict().items())
+
+
+def test_int8_keep_float_names_must_match_a_linear(model):
+    with pytest.raises(InputError, match=r"keep_float=\['mlp.up'\] names no nn.Linear.*mlp.gate_up"):
+        int8_dynamic(model, keep_float=("mlp.down", "mlp.up"))
 
 
 def test_int8_decoding_compiled_matches_int8_eager(model):

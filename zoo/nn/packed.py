@@ -24,6 +24,8 @@ import weakref
 import torch
 from torch import nn
 
+from zoo.errors import InputError
+
 
 def can_prepack(module: nn.Module) -> bool:
     """A plain nn.Linear with a plain (not sharded) fp32/bf16 weight on the CPU, in a torch built with oneDNN
@@ -142,7 +144,7 @@ class _Int8Forward:
         return _quantized_linear(self.module, x)
 
 
-def int8_dynamic(model: nn.Module) -> nn.Module:
+def int8_dynamic(model: nn.Module, keep_float: tuple[str, ...] = ()) -> nn.Module:
     """An inference copy of the model whose nn.Linear layers multiply in int8: each weight quantised once, per
     output channel, each input per call from its own range (dynamic quantisation, torch.ao.quantization's
     quantize_dynamic; fbgemm's int8 matrix multiply on x86). A batch-1 decode step, bound by reading the
@@ -150,7 +152,18 @@ def int8_dynamic(model: nn.Module) -> nn.Module:
     model. CPU only; eager or compiled (GenerationOptions(compile=True): an opaque operator in the graph).
     Its quality cost is measured in README's Benchmarks (gpt-nano's validation loss before and after) and
     bounded in tests/test_decoding_levers.py.
+
+    keep_float: linears left in floating point, by name or name suffix (("mlp.down",) keeps every block's MLP
+    down projection). The down projection's input, the gated product, carries the outlier features that one
+    per-tensor activation scale rounds away (Dettmers et al., 2022, LLM.int8(); Xiao et al., 2023, SmoothQuant).
     """
+    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    kept = {name for name in linears for suffix in keep_float if name == suffix or name.endswith("." + suffix)}
+    unmatched = [suffix for suffix in keep_float if not any(name == suffix or name.endswith("." + suffix)
+                                                          for name in linears)]
+    if unmatched:
+        raise InputError(f"keep_float={unmatched} names no nn.Linear of this model; its linears: "
+                         f"{', '.join(linears[:8])}{', ...' if len(linears) > 8 else ''}")
     from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
@@ -158,7 +171,8 @@ def int8_dynamic(model: nn.Module) -> nn.Module:
         # torch 2.9 announces the move of torch.ao.quantization to torchao, whose int8 paths measured slower
         # here (README); the range pyproject.toml allows ends before the move (torch < 2.10)
         warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated")
-        quantized = quantize_dynamic(copy.deepcopy(model), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        spec = {name: per_channel_dynamic_qconfig for name in linears if name not in kept}
+        quantized = quantize_dynamic(copy.deepcopy(model), spec, dtype=torch.qint8)
     for module in quantized.modules():
         if isinstance(module, DynamicQuantizedLinear):
             module.forward = _Int8Forward(module)  # an instance attribute shadows the class's forward
