@@ -158,9 +158,10 @@ def int8_dynamic(model: nn.Module, keep_float: tuple[str, ...] = ()) -> nn.Modul
     per-tensor activation scale rounds away (Dettmers et al., 2022, LLM.int8(); Xiao et al., 2023, SmoothQuant).
     """
     linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    kept = {name for name in linears for suffix in keep_float if name == suffix or name.endswith("." + suffix)}
-    unmatched = [suffix for suffix in keep_float if not any(name == suffix or name.endswith("." + suffix)
-                                                          for name in linears)]
+    matches = {suffix: {name for name in linears if name == suffix or name.endswith("." + suffix)}
+               for suffix in keep_float}
+    kept = set().union(*matches.values())
+    unmatched = [suffix for suffix, names in matches.items() if not names]
     if unmatched:
         raise InputError(f"keep_float={unmatched} names no nn.Linear of this model; its linears: "
                          f"{', '.join(linears[:8])}{', ...' if len(linears) > 8 else ''}")
