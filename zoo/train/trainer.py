@@ -618,11 +618,26 @@ class Trainer:
             if env.is_main:
                 log.log({"step": self.step, **as_validation(metrics)})
                 plot_losses(log.history, self.out_dir / "loss.png", title=self.name or self.family.name)
+        except RuntimeError as error:
+            if not lost_a_rank(error):  # checked here, while the process group is still up
+                raise
+            raise self._lost_rank_error(error) from error
         finally:
             stop.restore()
             self.close_batches()
             log.close()
         return metrics
+
+    def _lost_rank_error(self, error: RuntimeError) -> TrainingError:
+        """The others' view of a dead or hung rank: one line (the `zoo` command prints it) rather than gloo's
+        traceback, naming the checkpoint that `--resume` continues from."""
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        latest = checkpointing.latest_checkpoint(self.out_dir)
+        return TrainingError(
+            f"rank {self.env.rank} of {self.env.world_size} lost another rank at step {self.step} (it died, "
+            f"or hung past train.dist_timeout_s={self.config.dist_timeout_s:g}): {first_line}. "
+            + (f"The last checkpoint, {latest}, is whole: rerun the same command with --resume (torchrun "
+               f"--max-restarts does that by itself)." if latest else "No checkpoint was written yet."))
 
     def _stop_early(self, log: RunLog):
         """SIGTERM (a preempted machine): checkpoint this step and return normally, so the process exits 0.
@@ -692,17 +707,6 @@ def train(name: str, out: str | Path | None = None, data: str | None = None, ste
     trainer = Trainer(family, model_config, data_config, config, out_dir, data, name, resume, overwrite)
     try:
         return trainer.fit()
-    except RuntimeError as error:
-        if not lost_a_rank(error):
-            raise
-        # the others' view of a dead or hung rank: one line for the `zoo` command rather than gloo's traceback
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        latest = checkpointing.latest_checkpoint(out_dir)
-        raise TrainingError(
-            f"rank {trainer.env.rank} of {trainer.env.world_size} lost another rank at step {trainer.step} (it died, "
-            f"or hung past train.dist_timeout_s={config.dist_timeout_s:g}): {first_line}. "
-            + (f"The last checkpoint, {latest}, is whole: rerun the same command with --resume (torchrun "
-               f"--max-restarts does that by itself)." if latest else "No checkpoint was written yet.")) from error
     finally:
         teardown()
 
