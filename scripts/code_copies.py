@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     if directory is None:
         parser.error(f"{args.model!r} is neither a run directory nor a shipped name")
     run = json.loads((directory / "train_config.json").read_text())
-    model = zoo.load(str(directory))
+    # a shipped name loads through its manifest, so the weights' sha256 is checked
+    model = zoo.load(str(directory)) if Path(args.model).is_dir() else zoo.load(args.model, pretrained=True)
     rate, functions = parse_rate(model, n=args.samples)
     train_text, _ = split_corpus(read_corpus(run.get("data_path"), run["data"].get("max_chars")))
     parsing = [f for f in functions if parses(f)]
