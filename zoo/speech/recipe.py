@@ -267,10 +267,15 @@ def decode_clips(model, clips: MelClips, indices: list[int], task: str, beam_siz
 
     options = DecodingOptions(task=task, without_timestamps=True, beam_size=beam_size, ctc_weight=ctc_weight)
     device = model_device(model)
-    results = []
-    for start in range(0, len(indices), batch_size):
-        mels = [clips.frames(i).T.to(device) for i in indices[start:start + batch_size]]
-        results += decode(model, mels, options)
+    # batches of similar lengths: a batch is padded to its longest clip, and the encoder and the CTC prefix
+    # recursion (zoo.speech.joint) run over every padded frame
+    order = sorted(range(len(indices)), key=lambda k: int(clips.offsets[indices[k] + 1] - clips.offsets[indices[k]]))
+    results = [None] * len(indices)
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        mels = [clips.frames(indices[k]).T.to(device) for k in batch]
+        for k, result in zip(batch, decode(model, mels, options)):
+            results[k] = result
     return results
 
 
