@@ -263,3 +263,27 @@ def test_mlp_width_follows_hidden_dim_then_mlp_ratio_then_the_per_kind_default()
     with pytest.raises(ValueError, match="hidden_dim must be None or >= 1"):
         TransformerConfig(hidden_dim=-4)
 
+
+
+def test_attention_dropout_defaults_to_dropout_and_can_be_set_apart():
+    """TransformerConfig.attention_dropout (None: dropout) drops attention probabilities; 0 with residual dropout on
+    leaves the attention output deterministic in training mode, as GPT-2's attn_pdrop / resid_pdrop split allows."""
+    from zoo.errors import InputError
+    from zoo.nn.transformer import Block
+
+    x = torch.randn(2, 8, 32)
+
+    def attention_outputs(config):
+        torch.manual_seed(0)
+        block = Block(config).train()
+        return [block.attn(x, is_causal=True) for _ in range(2)]
+
+    shared = TransformerConfig(dim=32, n_heads=4, dropout=0.5, positions="none")
+    a, b = attention_outputs(shared)
+    assert shared.attn_dropout == 0.5 and not torch.allclose(a, b)  # the probabilities are dropped, afresh per call
+    apart = TransformerConfig(dim=32, n_heads=4, dropout=0.5, attention_dropout=0.0, positions="none")
+    a, b = attention_outputs(apart)
+    assert apart.attn_dropout == 0.0 and torch.equal(a, b)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(InputError, match="attention_dropout must be in"):
+            TransformerConfig(attention_dropout=bad)

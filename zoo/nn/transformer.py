@@ -39,7 +39,9 @@ class TransformerConfig:
     norm_eps: float = 1e-6
     bias: bool = False
     qkv_bias: bool | None = None  # None = bias; True with bias=False: Qwen2's biased q/k/v, unbiased output
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the embeddings' sum and each branch's output (residual dropout)
+    attention_dropout: float | None = None  # on the attention probabilities; None = dropout. 0 keeps SDPA on its
+    # fused CPU kernel, which takes no dropout (README: what attention dropout costs a step)
     positions: str = "rope"  # rope | rope2d | none
     rope_theta: float = 10000.0
     rope_scaling: RopeScaling = field(default_factory=RopeScaling)  # context extension (zoo/nn/rope.py)
@@ -67,7 +69,14 @@ class TransformerConfig:
             raise InputError(f"TransformerConfig.hidden_dim must be None or >= 1 and mlp_ratio None or > 0, got "
                              f"hidden_dim={self.hidden_dim}, mlp_ratio={self.mlp_ratio}")
         if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise InputError(f"TransformerConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
+            raise InputError(f"TransformerConfig.attention_dropout must be in [0, 1) or None (= dropout), got "
+                             f"{self.attention_dropout}")
+
+    @property
+    def attn_dropout(self) -> float:
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
 
     @property
     def kv_heads(self) -> int:
@@ -103,10 +112,10 @@ class Block(nn.Module):
         super().__init__()
         c = config
         self.attn_norm = make_norm(c.norm, c.dim, c.norm_eps, c.bias)
-        self.attn = Attention(c.dim, c.n_heads, c.kv_heads, c.head_size, c.bias, c.dropout, qkv_bias=c.qkv_bias)
+        self.attn = Attention(c.dim, c.n_heads, c.kv_heads, c.head_size, c.bias, c.attn_dropout, qkv_bias=c.qkv_bias)
         if c.cross_attention:
             self.cross_norm = make_norm(c.norm, c.dim, c.norm_eps, c.bias)
-            self.cross_attn = Attention(c.dim, c.n_heads, c.kv_heads, c.head_size, c.bias, c.dropout,
+            self.cross_attn = Attention(c.dim, c.n_heads, c.kv_heads, c.head_size, c.bias, c.attn_dropout,
                                         cross=True, context_dim=c.context_dim or c.dim, qkv_bias=c.qkv_bias)
         self.mlp_norm = make_norm(c.norm, c.dim, c.norm_eps, c.bias)
         self.mlp = make_mlp(c.mlp, c.dim, c.mlp_hidden, c.bias, c.gelu_approximate)
