@@ -84,8 +84,8 @@ def test_the_race_counts_zoo_from_its_launch_to_its_first_evaluation_at_the_targ
     final loss and zoo's time to reach it, read off zoo's run log (its evaluations carry elapsed_s)."""
     data = tmp_path / "text.txt"
     data.write_text((BENCHMARKS / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:30_000])
-    # AdamW, not the race's Muon: torch.optim.Muon orthogonalises in bf16, about 0.9 s a step here on a CPU without
-    # bf16 units (AVX2), against 0.2 s for AdamW; this test is about the counting (Muon learning: the test below)
+    # AdamW, not the race's Muon: torch.optim.Muon orthogonalises in bf16, many times slower than an AdamW step on a
+    # CPU without bf16 units (README, the race); this test is about the counting (Muon learning: the test below)
     lines = run_script(str(BENCHMARKS / "nanogpt_baby.py"), "--race", "--quick", "--threads", "1", "--data",
                        str(data), "--zoo-set", "train.eval_every=20", "--zoo-set", "train.optimizer=adamw",
                        "--zoo-set", "train.lr=2e-3", "--zoo-set", "train.min_lr=2e-4", "--json", timeout=240).stdout
