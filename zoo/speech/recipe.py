@@ -81,6 +81,9 @@ class MelClips:
     def __len__(self):
         return len(self.rows)
 
+    def n_frames(self, i: int) -> int:
+        return int(self.offsets[i + 1] - self.offsets[i])
+
     def frames(self, i: int) -> torch.Tensor:
         return self.mel[self.offsets[i]:self.offsets[i + 1]].float()  # (T, n_mels)
 
@@ -269,7 +272,7 @@ def decode_clips(model, clips: MelClips, indices: list[int], task: str, beam_siz
     device = model_device(model)
     # batches of similar lengths: a batch is padded to its longest clip, and the encoder and the CTC prefix
     # recursion (zoo.speech.joint) run over every padded frame
-    order = sorted(range(len(indices)), key=lambda k: int(clips.offsets[indices[k] + 1] - clips.offsets[indices[k]]))
+    order = sorted(range(len(indices)), key=lambda k: clips.n_frames(indices[k]))
     results = [None] * len(indices)
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
