@@ -134,8 +134,11 @@ def test_muon_takes_the_hidden_matrices_adamw_the_rest_and_its_state_round_trips
     from zoo.registry import split_decay
     from zoo.train.trainer import MuonWithAdamW, TrainConfig
 
-    torch.manual_seed(0)
-    model = zoo.load("gpt-nano", vocab_size=11, backbone=dict(n_layers=1, n_heads=2, dim=16, max_seq_len=8))
+    def tiny_gpt():
+        torch.manual_seed(0)
+        return zoo.load("gpt-nano", vocab_size=11, backbone=dict(n_layers=1, n_heads=2, dim=16, max_seq_len=8))
+
+    model = tiny_gpt()
     named = list(model.named_parameters())
     groups = split_decay(named, 0.1)  # matrices (decayed), vectors (not)
     optimizer, scales = MuonWithAdamW.build(groups, [1.0, 0.5], named, model, lr=1e-2, betas=(0.9, 0.95))
@@ -159,8 +162,7 @@ def test_muon_takes_the_hidden_matrices_adamw_the_rest_and_its_state_round_trips
     batch = torch.randint(0, 11, (4, 9), generator=torch.Generator().manual_seed(1))
 
     def fit(muon_lr: float) -> list[float]:
-        torch.manual_seed(0)
-        fresh = zoo.load("gpt-nano", vocab_size=11, backbone=dict(n_layers=1, n_heads=2, dim=16, max_seq_len=8))
+        fresh = tiny_gpt()
         params = list(fresh.named_parameters())
         fitter, _ = MuonWithAdamW.build(split_decay(params, 0.1), [1.0, 0.5], params, fresh, lr=1e-2, betas=(0.9, 0.95))
         for group in fitter.optimizers["muon"].param_groups:

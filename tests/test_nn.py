@@ -264,7 +264,6 @@ def test_mlp_width_follows_hidden_dim_then_mlp_ratio_then_the_per_kind_default()
         TransformerConfig(hidden_dim=-4)
 
 
-
 def test_attention_dropout_defaults_to_dropout_and_can_be_set_apart():
     """TransformerConfig.attention_dropout (None: dropout) drops attention probabilities; 0 with residual dropout on
     leaves the attention output deterministic in training mode, as GPT-2's attn_pdrop / resid_pdrop split allows."""
