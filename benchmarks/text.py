@@ -230,9 +230,6 @@ def bench_generate(args, device) -> list[dict]:
           f"{args.new_tokens} new tokens, prefill included, tokens/s (best of {args.rounds} interleaved rounds); "
           f"greedy, and sampling at temperature {SAMPLING['temperature']}, top-k {SAMPLING['top_k']}, "
           f"top-p {SAMPLING['top_p']}")
-    # one compiled decode step serves every model here (zoo.decoding), and each model and batch size adds graphs to
-    # it: dynamo's default limit (8) would send the later compiled cases back to eager
-    torch._dynamo.config.recompile_limit = 64
     zoo_model, hf_model = build_pair(384, 6, 6, 1024, 256, device)
     zoo_model.eval()
     hf_model.eval()

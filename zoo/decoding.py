@@ -840,6 +840,9 @@ def _step(model, tokens: torch.Tensor, cache, processors: "Sequence[LogitProcess
 
 
 _compiled_decode_step = None
+# Graphs the one compiled step may hold. Every model, batch size (1 apart from the others) and set of processors
+# adds one, so dynamo's default limit (8) is soon reached, and past it the step runs eagerly (one logged warning).
+COMPILED_STEP_GRAPHS = 64
 
 
 def _compiled_step():
@@ -849,5 +852,7 @@ def _compiled_step():
     # when it freezes them as constants, which would go stale for a model that keeps training.
     global _compiled_decode_step
     if _compiled_decode_step is None:
+        limit = torch._dynamo.config.recompile_limit
+        torch._dynamo.config.recompile_limit = max(limit, COMPILED_STEP_GRAPHS)
         _compiled_decode_step = torch.compile(_step, dynamic=True)
     return _compiled_decode_step
