@@ -9,7 +9,14 @@ os.environ.setdefault("ZOO_FAMILIES", "tests.families.reverse")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# `make test` runs pytest-xdist workers side by side: each takes its share of the cores, so two workers with two
+# threads each do not fight over two cores (OpenMP threads that spin-wait for a busy core slow down many times
+# over). The processes a test starts (torchrun ranks, examples) inherit the share through OMP_NUM_THREADS.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(autouse=True)

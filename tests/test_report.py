@@ -6,6 +6,7 @@
 """
 
 import base64
+import fcntl
 import html
 import io
 import json
@@ -224,12 +225,18 @@ def find_chromium(install: bool = True) -> str | None:
     if found or not install or not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
         return found
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=900, check=True)
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], env=env,
-                       capture_output=True, timeout=1800, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
+    # Two pytest-xdist workers may both get here: one installs, the other waits for it (apt holds the dpkg lock
+    # and would refuse the second) and then finds the browser on PATH.
+    with open(Path(tempfile.gettempdir()) / "zoo-chromium-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if found := find_chromium(install=False):  # the other worker installed it meanwhile
+            return found
+        try:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=900, check=True)
+            subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], env=env,
+                           capture_output=True, timeout=1800, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
     return find_chromium(install=False)
 
 
