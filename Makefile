@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml constraints.txt
 lint: install
 	$(BIN)/ruff check zoo tests benchmarks examples scripts
 
-# pytest-xdist workers, one test file each at a time (--dist loadfile: a file's module fixtures are built once);
-# tests/conftest.py gives each worker its share of the cores. `make test TEST_WORKERS=0` runs them all in one process.
+# pytest-xdist workers, one test file each at a time (--dist loadfile: a file's module fixtures are built once),
+# the longest files first; tests/conftest.py orders them and gives each worker its share of the cores.
+# `make test TEST_WORKERS=0` runs them all in one process.
 TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Speed and memory against the peers, as ratios measured in the same run (never asserted in tests): every
 # benchmark, then benchmarks/results.md and results.png. `make bench BENCH=--quick` for a smoke run.
