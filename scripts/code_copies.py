@@ -23,13 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="a shipped name or a run directory of a code GPT")
     parser.add_argument("--samples", type=int, default=100, help="functions to draw (parse_rate's default: 100)")
     args = parser.parse_args(argv)
-    run_dir = Path(args.model).is_dir()
-    directory = Path(args.model) if run_dir else shipped_dir(args.model)
+    is_run_dir = Path(args.model).is_dir()
+    directory = Path(args.model) if is_run_dir else shipped_dir(args.model)
     if directory is None:
         parser.error(f"{args.model!r} is neither a run directory nor a shipped name")
     run = json.loads((directory / "train_config.json").read_text())
     # a shipped name loads through its manifest, so the weights' sha256 is checked
-    model = zoo.load(str(directory)) if run_dir else zoo.load(args.model, pretrained=True)
+    model = zoo.load(str(directory)) if is_run_dir else zoo.load(args.model, pretrained=True)
     rate, functions = parse_rate(model, n=args.samples)
     train_text, _ = split_corpus(read_corpus(run.get("data_path"), run["data"].get("max_chars")))
     parsing = [f for f in functions if parses(f)]
