@@ -24,7 +24,7 @@ from zoo.speech.audio import SAMPLE_RATE
 from zoo.speech.data import read_manifest
 from zoo.speech.recipe import mel_clips
 from zoo.text.data import load_memmap, prepare_text_data
-from zoo.utils import read_cache
+from zoo.utils import read_cache, written_atomically
 from zoo.vision.data import decode_folder, scan_folder
 
 
@@ -48,6 +48,20 @@ def rebuilt(build, damage):
         warnings.simplefilter("error")  # the rebuilt cache reads cleanly
         third = build()
     return first, second, third
+
+
+def test_replacing_a_directory_deletes_the_old_copy_a_killed_process_left_aside(tmp_path):
+    final = tmp_path / "step-000100"
+    final.mkdir()
+    (final / "weights").write_text("second")
+    left_aside = tmp_path / ".step-000100.old-4242-0badc0de"  # killed between its two renames and the rmtree
+    left_aside.mkdir()
+    (left_aside / "weights").write_text("first")
+    (tmp_path / ".step-000200.old-4242-0badc0de").mkdir()  # another directory's: not ours to delete
+    with written_atomically(final, directory=True) as tmp:
+        (tmp / "weights").write_text("third")
+    assert (final / "weights").read_text() == "third"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".step-000200.old-4242-0badc0de", "step-000100"]
 
 
 def test_read_cache_returns_none_for_absent_damaged_or_incomplete_files(tmp_path):

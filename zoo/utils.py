@@ -28,7 +28,8 @@ def publish(tmp: Path, final: Path, replace_existing: bool = True) -> Path:
     A directory cannot be renamed over a non-empty one: with replace_existing the old one is first renamed
     aside, then deleted once the new one is in place (a process killed in between leaves no `final`, never a
     half-deleted one that still looks whole); without, an existing `final` wins (the copy another process
-    finished first) and `tmp` is dropped.
+    finished first) and `tmp` is dropped. An old copy that a killed process left aside is deleted by the next
+    replacement of the same directory: once a new `final` is in place, every old one is superseded.
     """
     tmp, final = Path(tmp), Path(final)
     if tmp.is_dir() and final.exists():
@@ -51,7 +52,9 @@ def _replace_dir(tmp: Path, final: Path) -> Path:
     except OSError:
         os.replace(old, final)  # the old version back rather than none
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    for superseded in final.parent.iterdir():  # ours, and any a process killed before its rmtree left behind
+        if superseded.name.startswith(f".{final.name}.old-"):
+            shutil.rmtree(superseded, ignore_errors=True)
     return final
 
 
