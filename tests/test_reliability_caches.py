@@ -51,17 +51,17 @@ def rebuilt(build, damage):
 
 
 def test_replacing_a_directory_deletes_the_old_copy_a_killed_process_left_aside(tmp_path):
-    final = tmp_path / "step-000100"
+    final = tmp_path / "gpt-nano"  # as scripts/ship.py publishes zoo/weights/NAME (shipped.py)
     final.mkdir()
     (final / "weights").write_text("second")
-    left_aside = tmp_path / ".step-000100.old-4242-0badc0de"  # killed between its two renames and the rmtree
+    left_aside = tmp_path / ".gpt-nano.old-4242-0badc0de"  # killed between its two renames and the rmtree
     left_aside.mkdir()
     (left_aside / "weights").write_text("first")
-    (tmp_path / ".step-000200.old-4242-0badc0de").mkdir()  # another directory's: not ours to delete
+    (tmp_path / ".vit-nano.old-4242-0badc0de").mkdir()  # another directory's: not ours to delete
     with written_atomically(final, directory=True) as tmp:
         (tmp / "weights").write_text("third")
     assert (final / "weights").read_text() == "third"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".step-000200.old-4242-0badc0de", "step-000100"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".vit-nano.old-4242-0badc0de", "gpt-nano"]
 
 
 def test_read_cache_returns_none_for_absent_damaged_or_incomplete_files(tmp_path):
