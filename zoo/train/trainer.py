@@ -19,9 +19,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
+from torch.optim import _muon
 
 from zoo.config import config_to_dict
 from zoo.errors import InputError, TrainingError
@@ -233,6 +235,31 @@ def clean_name(name: str) -> str:
     return name.replace("_checkpoint_wrapped_module.", "").removeprefix("module.")
 
 
+def newton_schulz_fp32(grad: torch.Tensor, ns_coefficients: tuple[float, float, float], ns_steps: int,
+                       eps: float) -> torch.Tensor:
+    """torch.optim.Muon's quintic Newton-Schulz iteration (Jordan et al., 2024), X <- aX + (bA + cA^2)X with
+    A = XX^T on the wider orientation after scaling to spectral norm <= 1, run in fp32 where torch's runs in bf16."""
+    a, b, c = ns_coefficients
+    wide = grad.size(0) <= grad.size(1)
+    x = grad.float() if wide else grad.float().T
+    x = x / x.norm().clamp(min=eps)
+    for _ in range(ns_steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x if wide else x.T
+
+
+class Fp32Muon(torch.optim.Muon):
+    """torch.optim.Muon with its Newton-Schulz iterations in fp32 (newton_schulz_fp32), for parameters on the CPU.
+    torch runs them in bf16, which suits a GPU; a CPU without bf16 units multiplies bf16 matrices many times slower
+    than fp32 ones (README: the race on an AVX2 CPU). The momentum, Nesterov update, weight decay and learning rate
+    adjustment stay torch's own."""
+
+    def step(self, closure=None):
+        with mock.patch.object(_muon, "_zeropower_via_newtonschulz", newton_schulz_fp32):
+            return super().step(closure)
+
+
 class MuonWithAdamW:
     """Muon (Jordan et al., 2024: the momentum orthogonalised by Newton-Schulz iterations) on the hidden weight
     matrices, AdamW on the rest (embeddings, output heads, gains, biases), as modded-nanogpt's speed-run records
@@ -254,7 +281,9 @@ class MuonWithAdamW:
                 params = [p for p in group["params"] if (id(p) in hidden) == (kind == "muon")]
                 if params:
                     split[kind].append(({**group, "params": params}, scale))
-        muon = torch.optim.Muon([g for g, _ in split["muon"]], lr=lr, adjust_lr_fn="match_rms_adamw")
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        muon = (Fp32Muon if on_cpu else torch.optim.Muon)([g for g, _ in split["muon"]], lr=lr,
+                                                          adjust_lr_fn="match_rms_adamw")
         adamw = torch.optim.AdamW([g for g, _ in split["adamw"]], lr=lr, betas=betas, fused=True)
         return cls(muon, adamw), [scale for kind in split for _, scale in split[kind]]
 
