@@ -265,7 +265,8 @@ class MuonWithAdamW:
     matrices, AdamW on the rest (embeddings, output heads, gains, biases), as modded-nanogpt's speed-run records
     train. torch.optim.Muon's adjust_lr_fn="match_rms_adamw" (Liu et al., 2025, "Muon is Scalable for LLM
     Training") scales its updates to AdamW's RMS, so both share the learning rate, its schedule and the weight
-    decay. One optimizer to the trainer: the groups of both, one step, one state dict."""
+    decay. On the CPU the Muon half is Fp32Muon. One optimizer to the trainer: the groups of both, one step, one
+    state dict."""
 
     def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer):
         self.optimizers = {"muon": muon, "adamw": adamw}
