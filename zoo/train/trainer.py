@@ -41,7 +41,7 @@ from zoo.train.distributed import (
 from zoo.train.lora import apply_lora, count_parameters, merge_lora, parse_lora, save_adapter
 from zoo.train.metrics import RunLog, measure_flops, peak_flops, plot_losses
 from zoo.train.strategy import STRATEGIES, make_strategy
-from zoo.utils import git_state
+from zoo.utils import git_state, model_device
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "muon")
@@ -282,9 +282,8 @@ class MuonWithAdamW:
                 params = [p for p in group["params"] if (id(p) in hidden) == (kind == "muon")]
                 if params:
                     split[kind].append(({**group, "params": params}, scale))
-        on_cpu = next(model.parameters()).device.type == "cpu"
-        muon = (Fp32Muon if on_cpu else torch.optim.Muon)([g for g, _ in split["muon"]], lr=lr,
-                                                          adjust_lr_fn="match_rms_adamw")
+        muon_class = Fp32Muon if model_device(model).type == "cpu" else torch.optim.Muon
+        muon = muon_class([g for g, _ in split["muon"]], lr=lr, adjust_lr_fn="match_rms_adamw")
         adamw = torch.optim.AdamW([g for g, _ in split["adamw"]], lr=lr, betas=betas, fused=True)
         return cls(muon, adamw), [scale for kind in split for _, scale in split[kind]]
 
