@@ -4,10 +4,11 @@ r"""Would a code GPT's capped samples parse if sampling went on past its context
     python scripts/past_context.py runs/gpt --seeds 10      (a run directory)
 
 `parse_rate` samples at most context - prompt tokens, so a function still open at the cap is judged as it stands
-and fails. This draws the same samples (prompt `def `, temperature 0.8, seed by seed), takes the capped ones and
-samples on past the context the way nanoGPT's `generate` does: each next token from the last max_seq_len tokens
-(the window slides, no KV cache), until the function has its next top-level line or `--extra` more tokens. Then it
-cuts and parses them as `parse_rate` does. zoo's own `generate` refuses to pass the context rather than slide.
+and fails. This draws the same samples (`draw_samples`: prompt `def `, temperature 0.8, seed by seed), takes the
+capped ones and samples on past the context the way nanoGPT's `generate` does: each next token from the last
+max_seq_len tokens (the window slides, no KV cache), until the function has its next top-level line or `--extra`
+more tokens. Then it cuts and parses them as `parse_rate` does. zoo's own `generate` refuses to pass the context
+rather than slide.
 """
 
 import argparse
@@ -16,8 +17,7 @@ from pathlib import Path
 import torch
 
 import zoo
-from zoo.text.code import PROMPT, TEMPERATURE, first_function, parses, sample_healed
-from zoo.text.generate import GenerationOptions
+from zoo.text.code import TEMPERATURE, draw_samples, first_function, parses
 
 
 def has_next_top_level_line(text: str) -> bool:
@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     context = model.max_seq_len
     total = parsing = capped = ended = parsing_after = 0
     for seed in range(args.seeds):
-        options = GenerationOptions(max_new_tokens=context - len(model.tokenizer.encode(PROMPT)),
-                                    temperature=TEMPERATURE, seed=seed)  # parse_rate's draw
-        texts = sample_healed(model, PROMPT, 100, options)
+        texts = draw_samples(model, 100, seed)  # the draw parse_rate(model, n=100, seed=seed) scores
         open_texts = [text for text in texts if not has_next_top_level_line(text)]
         total, parsing = total + len(texts), parsing + sum(parses(first_function(text)) for text in texts)
         if not open_texts:

@@ -79,11 +79,17 @@ def sample_healed(model, prompt: str, n: int, options: GenerationOptions) -> lis
     return [head + row.text for row in rows]
 
 
+def draw_samples(model, n: int, seed: int = 0, max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
+    """parse_rate's draw before the cut: n continuations of PROMPT at TEMPERATURE (prompt included), each at most
+    max_new_tokens long and within the model's context."""
+    max_new_tokens = min(max_new_tokens, model.max_seq_len - len(model.tokenizer.encode(PROMPT)))
+    options = GenerationOptions(max_new_tokens=max_new_tokens, temperature=TEMPERATURE, seed=seed)
+    return sample_healed(model, PROMPT, n, options)
+
+
 def parse_rate(model, n: int = 100, seed: int = 0, max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[float, list[str]]:
     """The share of n sampled functions that ast.parse accepts, and the functions (prompt included)."""
     if n < 1:
         raise InputError(f"parse_rate needs n >= 1 samples, got {n}")
-    max_new_tokens = min(max_new_tokens, model.max_seq_len - len(model.tokenizer.encode(PROMPT)))
-    options = GenerationOptions(max_new_tokens=max_new_tokens, temperature=TEMPERATURE, seed=seed)
-    functions = [first_function(text) for text in sample_healed(model, PROMPT, n, options)]
+    functions = [first_function(text) for text in draw_samples(model, n, seed, max_new_tokens)]
     return sum(map(parses, functions)) / n, functions
