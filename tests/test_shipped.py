@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 import zoo
 from zoo.checkpoint import load_pretrained
 from zoo.cli import main
+from zoo.demo import retrain_all
 from zoo.evaluation import evaluate_directory
 from zoo.models import trained_dir
 from zoo.shipped import (
@@ -27,6 +28,7 @@ from zoo.shipped import (
     reproduce_argv,
     ship,
     shipped_names,
+    slow_precision,
     verify,
 )
 from zoo.train import train
@@ -284,6 +286,49 @@ def test_zoo_reproduce_retrains_from_the_manifest_and_compares(weights, run_dir,
     assert report["wall_time_s"] > 0 and report["shipped_wall_time_s"] == 12.5
     assert json.loads((out / "train_config.json").read_text())["train"] == \
         json.loads((run_dir / "train_config.json").read_text())["train"]  # the same recipe and settings ran
+
+
+def test_reproduce_set_overrides_the_recorded_command(weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZOO_FAMILIES", raising=False)
+    out = tmp_path / "again"
+    assert main(["reproduce", NAME, "--out", str(out), "--set", "train.warmup=2", "--set", "train.precision=auto",
+                 "--json"]) == 0
+    train_settings = json.loads((out / "train_config.json").read_text())["train"]
+    assert (train_settings["warmup"], train_settings["precision"]) == (2, "auto")  # the recorded warmup was 1
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["command"].endswith("--set train.warmup=2 --set train.precision=auto --overwrite")
+    assert report["shipped_command"] == COMMAND
+
+    assert main(["reproduce", NAME, "--out", str(tmp_path / "bad"), "--set", "lr=3"]) == 2
+    assert "--set 'lr=3': expected section.field=value" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_reproduce_warns_when_a_recorded_bf16_would_run_without_bf16_units(weights, monkeypatch):
+    monkeypatch.setattr("zoo.train.strategy.has_bf16_units", lambda device: False)
+    assert not slow_precision(NAME, [])  # recorded in fp32
+    settings_file = weights / NAME / "train_config.json"
+    settings = json.loads(settings_file.read_text())
+    settings_file.write_text(json.dumps({**settings, "train": {**settings["train"], "precision": "bf16"}}))
+    assert slow_precision(NAME, [])
+    assert not slow_precision(NAME, ["train.precision=auto"])
+    monkeypatch.setattr("zoo.train.strategy.has_bf16_units", lambda device: True)
+    assert not slow_precision(NAME, [])
+
+
+def test_demo_train_retrains_every_shipped_model_in_fp32_where_recorded_bf16_has_no_units(weights, tmp_path,
+                                                                                         monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZOO_FAMILIES", raising=False)
+    monkeypatch.setattr("zoo.demo.slow_precision", lambda name, sets: True)  # as a bf16 recording on an AVX2 CPU
+    directories = retrain_all(tmp_path / "train")
+    assert directories == {NAME: tmp_path / "train" / NAME}
+    report = json.loads((directories[NAME] / "reproduce.json").read_text())
+    assert report["command"].endswith("--set train.precision=auto --overwrite")
+    assert report["metrics"]["val_loss"]["reproduced"] == pytest.approx(report["metrics"]["val_loss"]["shipped"],
+                                                                         abs=0.05)
+    assert f"{NAME} was trained in bf16, and this machine has no bf16 units" in capsys.readouterr().out
 
 
 def test_reproduce_of_a_name_without_shipped_weights_exits_2_listing_the_shipped_ones(shipped, monkeypatch, capsys):

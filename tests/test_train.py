@@ -152,6 +152,27 @@ def test_bf16_trains(tmp_path, corpus):
     assert last < first - 0.5
 
 
+@pytest.mark.parametrize("units, resolved", [(False, "fp32"), (True, "bf16")])
+def test_auto_precision_is_bf16_only_where_the_device_has_bf16_units(tmp_path, corpus, monkeypatch, capsys, units,
+                                                                      resolved):
+    monkeypatch.setattr("zoo.train.strategy.has_bf16_units", lambda device: units)
+    auto = make_trainer(corpus, tmp_path / "auto", precision="auto", steps=3)
+    explicit = make_trainer(corpus, tmp_path / "explicit", precision=resolved, steps=3)
+    assert auto.strategy.precision == resolved
+    for _ in range(3):  # the same arithmetic as the precision it chose, bit for bit
+        assert auto.train_step()["loss"] == explicit.train_step()["loss"]
+    auto.fit()
+    assert f"precision auto -> {resolved} ({'' if units else 'no '}bf16 units on this cpu)" in capsys.readouterr().out
+
+
+def test_bf16_asked_of_a_device_without_bf16_units_is_kept_and_said(tmp_path, corpus, monkeypatch, capsys):
+    monkeypatch.setattr("zoo.train.strategy.has_bf16_units", lambda device: False)
+    trainer = make_trainer(corpus, tmp_path, precision="bf16", steps=1)
+    assert trainer.strategy.precision == "bf16"
+    trainer.fit()
+    assert "precision bf16 (this cpu has no bf16 units" in capsys.readouterr().out
+
+
 def test_lora_trains_a_few_parameters_and_merges_exactly(tmp_path, corpus):
     base_dir = tmp_path / "base"
     train("gpt-nano", out=base_dir, data=str(corpus), steps=20, sets=[*TINY[1::2], "model.backbone.dim=256"])
@@ -183,7 +204,7 @@ def test_cosine_schedule_and_bad_settings():
     assert lr_at(100, config) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="allowed: single, ddp, zero1, fsdp"):
         TrainConfig(strategy="deepspeed")
-    with pytest.raises(ValueError, match="allowed: fp32, bf16, fp16"):
+    with pytest.raises(ValueError, match="allowed: fp32, bf16, fp16, auto"):
         TrainConfig(precision="fp8")
     with pytest.raises(ValueError, match="section.field=value"):
         train("gpt-nano", sets=["lr=3"])

@@ -4,7 +4,8 @@
     zoo train NAME [--out DIR] [--data PATH] [--steps N] [--set section.field=value ...] [--resume]
               [--lora r=8,alpha=16]
     zoo eval DIR [--data PATH] [--json]
-    zoo reproduce NAME [--out DIR] [--json]           retrain shipped weights with their recorded command, compare
+    zoo reproduce NAME [--out DIR] [--set k=v ...] [--json]
+                                                      retrain shipped weights with their recorded command, compare
     zoo generate DIR --prompt TEXT [--max-new-tokens N --temperature T --top-k K --top-p P --seed S]
                  [--stream] [--json] [--show-probs]
     zoo classify DIR IMAGE [--top-k K]
@@ -63,7 +64,7 @@ def cmd_eval(args):
 def cmd_reproduce(args):
     from zoo.shipped import reproduce
 
-    report = reproduce(args.name, args.out)
+    report = reproduce(args.name, args.out, args.set)
     if args.json:
         print(json.dumps(report))
         return
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="retrain shipped weights with the command that made them and compare")
     p.add_argument("name")
     p.add_argument("--out", help="run directory (default: runs/reproduce/NAME)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override the recorded command's setting (repeatable), e.g. --set train.precision=auto")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object (last line)")
     p.set_defaults(fn=cmd_reproduce)
 

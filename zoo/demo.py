@@ -26,7 +26,7 @@ import torch
 from zoo.checkpoint import load_pretrained
 from zoo.errors import InputError, MissingFileError
 from zoo.report import Report
-from zoo.shipped import read_manifest, reproduce, shipped_dir, shipped_names, verify
+from zoo.shipped import read_manifest, reproduce, shipped_dir, shipped_names, slow_precision, verify
 
 DEMO_SEED = 2026
 CODE_SAMPLES = 100  # functions sampled for the fresh parse rate (as the evaluation)
@@ -147,14 +147,19 @@ def check_demo_dir(out: Path) -> Path:
 
 def retrain_all(root: Path) -> dict[str, Path]:
     """zoo demo --train: every shipped model retrained by its manifest's command (progress: each run's own bars;
-    the ETA from the shipped wall times)."""
+    the ETA from the shipped wall times). A model recorded in bf16 trains in fp32 on a machine without bf16 units
+    (train.precision=auto), where bf16 would take many times its recorded wall time."""
     names = shipped_names()
     remaining = sum(read_manifest(name).get("wall_time_s", 0.0) for name in names)
     directories = {}
     for i, name in enumerate(names, 1):
         print(f"\n[{i}/{len(names)}] retraining {name}; all runs left take about {remaining / 60:.0f} min",
               flush=True)
-        directories[name] = Path(reproduce(name, root / name)["out"])
+        sets = ["train.precision=auto"] if slow_precision(name, []) else []
+        if sets:
+            print(f"{name} was trained in bf16, and this machine has no bf16 units: --set train.precision=auto "
+                  f"(fp32 here)", flush=True)
+        directories[name] = Path(reproduce(name, root / name, sets)["out"])
         remaining -= read_manifest(name).get("wall_time_s", 0.0)
     return directories
 

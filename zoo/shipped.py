@@ -276,18 +276,39 @@ def reproduce_argv(command: str, out: Path) -> tuple[dict[str, str], list[str]]:
     return env, words
 
 
-def reproduce(name: str, out: str | Path | None = None) -> dict:
+def slow_precision(name: str, sets: list[str]) -> bool:
+    """Whether reproducing `name` would run its recorded bf16 on a device without bf16 units (and `sets` leaves the
+    precision as recorded)."""
+    from zoo.train.distributed import setup
+    from zoo.train.strategy import has_bf16_units
+
+    train_settings = read_json_object(shipped_dir(name) / RUN_FILE, "run settings").get("train", {})
+    overridden = any(item.startswith("train.precision=") for item in sets)
+    if overridden or train_settings.get("precision") != "bf16":
+        return False
+    return not has_bf16_units(setup(False, train_settings.get("device", "auto")).device)
+
+
+def reproduce(name: str, out: str | Path | None = None, sets: list[str] = ()) -> dict:
     """Run the shipped model's training command again into `out` (default runs/reproduce/NAME), evaluate the
     result as `zoo eval` does and compare it with the shipped metrics; the report is also written to
-    OUT/reproduce.json."""
+    OUT/reproduce.json. `sets` (SECTION.FIELD=VALUE) are added after the recorded command's own --set items, so
+    they win: e.g. train.precision=auto where the recorded bf16 has no bf16 units to run on."""
+    from zoo.config import parse_sets
     from zoo.train.trainer import check_out_dir
 
     manifest = read_manifest(name)
+    parse_sets(list(sets))  # a malformed item fails here, not after the data is prepared
     out = Path(out) if out is not None else Path("runs") / "reproduce" / name
     check_out_dir(out)  # before the training command starts, as it would refuse the same directory
     env, argv = reproduce_argv(manifest["command"], out)
+    argv += [word for item in sets for word in ("--set", item)]
     argv += ["--overwrite"] * ("--overwrite" not in argv)  # a second reproduce starts over in its own directory
     print(f"reproducing {name}: {shlex.join(argv)}", flush=True)
+    if slow_precision(name, sets):
+        print(f"note: {name} was trained in bf16 and this machine has no bf16 units, so the run will take many times "
+              f"its recorded wall time; `zoo reproduce {name} --set train.precision=auto` trains it in fp32 here",
+              flush=True)
     start = time.perf_counter()
     status = subprocess.run(argv, env={**os.environ, **env}).returncode
     wall_time_s = time.perf_counter() - start

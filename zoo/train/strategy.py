@@ -26,13 +26,42 @@ STATE_FILE = "state.pt"
 SHARDED_DIR = "sharded"
 
 
+def has_bf16_units(device: torch.device) -> bool:
+    """Whether the device multiplies bf16 matrices in hardware: a CUDA GPU of compute capability 8.0 or later, or a
+    CPU that oneDNN runs bf16 on (AVX-512 or AMX on x86, bf16 instructions on Arm). Without them torch falls back
+    to reference kernels, many times slower than fp32 (README: precision auto)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """train.precision=auto: bf16 autocast where the device has bf16 units, fp32 where it has none (a recipe that
+    chose bf16 for speed would run many times slower there). Any other value is kept as asked."""
+    if precision != "auto":
+        return precision
+    return "bf16" if has_bf16_units(device) else "fp32"
+
+
+def describe_precision(precision: str, device: torch.device) -> str:
+    """train.precision for the run log: what auto chose and why, or that bf16 was asked of a device without bf16
+    units (kept as asked, since a test or a comparison may want exactly that, but said, so a slow run is explained)."""
+    resolved, units = resolve_precision(precision, device), has_bf16_units(device)
+    if precision == "auto":
+        return f"auto -> {resolved} ({'' if units else 'no '}bf16 units on this {device.type})"
+    if resolved == "bf16" and not units:
+        return (f"bf16 (this {device.type} has no bf16 units: its bf16 matmuls run many times slower than fp32; "
+                f"train.precision=auto picks fp32 here)")
+    return resolved
+
+
 class Single:
     name = "single"
     grouped = False  # runs in a process group (torchrun, or a group of one)
     supports_lora = True
 
     def __init__(self, env: Dist, precision: str):
-        self.env, self.precision = env, precision
+        self.env, self.precision = env, resolve_precision(precision, env.device)
 
     def wrap(self, model: nn.Module, blocks: list[nn.Module]) -> nn.Module:
         return model

@@ -40,10 +40,10 @@ from zoo.train.distributed import (
 )
 from zoo.train.lora import apply_lora, count_parameters, merge_lora, parse_lora, save_adapter
 from zoo.train.metrics import RunLog, measure_flops, peak_flops, plot_losses
-from zoo.train.strategy import STRATEGIES, make_strategy
+from zoo.train.strategy import STRATEGIES, describe_precision, make_strategy
 from zoo.utils import git_state, model_device
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 OPTIMIZERS = ("adamw", "muon")
 LENGTH_GROUP_BATCHES = 50  # batches sorted by length together (HF Trainer's megabatch of 50)
 STEP_FIELDS = ("step", "loss", "grad_norm", "lr", "skipped", "samples_per_s", "mfu", "skipped_total", "tokens_per_s",
@@ -63,7 +63,8 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
-    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + GradScaler, CUDA only)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + GradScaler, CUDA only) | auto (bf16
+    # where the device has bf16 units, else fp32: strategy.resolve_precision)
     strategy: str = "single"  # single | ddp | zero1 | fsdp
     activation_checkpointing: bool = False  # recompute each block's activations in backward
     compile: bool = False  # torch.compile each block
@@ -90,8 +91,8 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"train.optimizer={self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
         if self.optimizer == "muon" and (self.strategy not in ("single", "ddp") or self.precision == "fp16"):
-            raise InputError(f"train.optimizer=muon trains with strategy single or ddp and precision fp32 or bf16, "
-                             f"not {self.strategy} / {self.precision}")
+            raise InputError(f"train.optimizer=muon trains with strategy single or ddp and precision fp32, bf16 or "
+                             f"auto, not {self.strategy} / {self.precision}")
         for name in ("steps", "batch_size", "grad_accum", "log_every", "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise InputError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -367,7 +368,7 @@ class Trainer:
         named = [(clean_name(n), p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in named]
         self.optimizer, self.lr_scales = self._make_optimizer(named)
-        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.strategy.precision == "fp16" else None
         self.ema = None
         if config.ema:
             from diffusers.training_utils import EMAModel
@@ -607,9 +608,9 @@ class Trainer:
         if env.is_main:
             log.write(f"{self.name or self.family.name}: {self.total_params:,} parameters "
                       f"({self.trainable:,} trainable), {env.world_size} rank(s), strategy {cfg.strategy}, "
-                      f"precision {cfg.precision}, device {env.device}"
+                      f"precision {describe_precision(cfg.precision, env.device)}, device {env.device}"
                       + (f", EMA {cfg.ema} (evaluated and exported)" if self.ema is not None else ""))
-        peak = peak_flops(env.device, cfg.precision) * env.world_size
+        peak = peak_flops(env.device, self.strategy.precision) * env.world_size
         window_start, window_steps = time.perf_counter(), 0
         metrics: dict = {}
         stop = StopSignal().install()
