@@ -19,6 +19,7 @@ from zoo.cli import main
 from zoo.demo import retrain_all
 from zoo.evaluation import evaluate_directory
 from zoo.models import trained_dir
+from zoo.registry import get_model_entry
 from zoo.shipped import (
     ShippedWeightsError,
     cast_weights,
@@ -305,14 +306,13 @@ def test_reproduce_set_overrides_the_recorded_command(weights, tmp_path, monkeyp
     assert not (tmp_path / "bad").exists()
 
 
-def test_reproduce_warns_when_a_recorded_bf16_would_run_without_bf16_units(weights, monkeypatch):
+def test_reproduce_knows_when_it_would_train_in_bf16_without_bf16_units(weights, monkeypatch):
     monkeypatch.setattr("zoo.train.strategy.has_bf16_units", lambda device: False)
-    assert not slow_precision(NAME, [])  # recorded in fp32
-    settings_file = weights / NAME / "train_config.json"
-    settings = json.loads(settings_file.read_text())
-    settings_file.write_text(json.dumps({**settings, "train": {**settings["train"], "precision": "bf16"}}))
+    assert not slow_precision(NAME, [])  # the recorded command trains in fp32
+    assert slow_precision(NAME, ["train.precision=bf16"])
+    assert not slow_precision(NAME, ["train.precision=bf16", "train.precision=auto"])  # the last --set wins
+    monkeypatch.setitem(get_model_entry(NAME).train, "precision", "bf16")  # a recipe that says bf16 itself
     assert slow_precision(NAME, [])
-    assert not slow_precision(NAME, ["train.precision=auto"])
     monkeypatch.setattr("zoo.train.strategy.has_bf16_units", lambda device: True)
     assert not slow_precision(NAME, [])
 

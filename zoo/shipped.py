@@ -277,16 +277,24 @@ def reproduce_argv(command: str, out: Path) -> tuple[dict[str, str], list[str]]:
 
 
 def slow_precision(name: str, sets: list[str]) -> bool:
-    """Whether reproducing `name` would run its recorded bf16 on a device without bf16 units (and `sets` leaves the
-    precision as recorded)."""
+    """Whether reproducing `name` (its recorded command, then `sets`) would train in bf16 on a device without bf16
+    units: the precision and device its recipe gives, as the command's --set items and `sets` change them."""
+    from zoo.registry import get_model_entry
     from zoo.train.distributed import setup
-    from zoo.train.strategy import has_bf16_units
+    from zoo.train.strategy import has_bf16_units, resolve_precision
+    from zoo.train.trainer import TrainConfig
 
-    train_settings = read_json_object(shipped_dir(name) / RUN_FILE, "run settings").get("train", {})
-    overridden = any(item.startswith("train.precision=") for item in sets)
-    if overridden or train_settings.get("precision") != "bf16":
-        return False
-    return not has_bf16_units(setup(False, train_settings.get("device", "auto")).device)
+    words = shlex.split(read_manifest(name)["command"])
+    items = [word for flag, word in zip(words, words[1:]) if flag == "--set"] + list(sets)
+    recipe = get_model_entry(name).train
+    settings = {"precision": recipe.get("precision", TrainConfig.precision),
+                "device": recipe.get("device", TrainConfig.device)}
+    for key, _, value in (item.partition("=") for item in items):
+        section, _, field = key.partition(".")
+        if section == "train" and field in settings:
+            settings[field] = value
+    device = setup(False, settings["device"]).device
+    return resolve_precision(settings["precision"], device) == "bf16" and not has_bf16_units(device)
 
 
 def reproduce(name: str, out: str | Path | None = None, sets: list[str] = ()) -> dict:
