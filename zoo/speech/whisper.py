@@ -316,12 +316,12 @@ register_family(Family(
 
 # The CPU recipe (`zoo train whisper-cpu`): the synthesised five-language corpus, joint CTC-attention training
 # with a byte-level CTC head, length-grouped batches, a BPE small enough that the decoder spells, bf16 autocast
-# (1.5x the steps of fp32 in the same time on this CPU's AVX512-BF16), dropout in the decoder; evaluated (and
+# where the CPU has bf16 units (precision auto: fp32 without them), dropout in the decoder; evaluated (and
 # transcribe() decodes) with beam search joint with the CTC head (zoo.speech.joint). README "Speech" has the
 # figures and what each of these bought.
 @register_model("whisper-cpu", family="whisper",
                 train={"steps": 7000, "batch_size": 24, "lr": 2e-3, "min_lr": 1e-4, "warmup": 200,
-                       "eval_every": 1000, "checkpoint_every": 500, "weight_decay": 0.05, "precision": "bf16"},
+                       "eval_every": 1000, "checkpoint_every": 500, "weight_decay": 0.05, "precision": "auto"},
                 data={"vocab_size": 2048, "eval_beam_size": 5, "eval_ctc_weight": 0.3,
                       "corpus": {"train_clips": 12000, "val_clips": 200, "test_clips": 300, "test_unseen_clips": 200}})
 def whisper_cpu() -> WhisperConfig:
