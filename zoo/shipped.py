@@ -279,6 +279,7 @@ def reproduce_argv(command: str, out: Path) -> tuple[dict[str, str], list[str]]:
 def slow_precision(name: str, sets: list[str]) -> bool:
     """Whether reproducing `name` (its recorded command, then `sets`) would train in bf16 on a device without bf16
     units: the precision and device its recipe gives, as the command's --set items and `sets` change them."""
+    from zoo.config import parse_sets
     from zoo.registry import get_model_entry
     from zoo.train.distributed import setup
     from zoo.train.strategy import has_bf16_units, resolve_precision
@@ -286,13 +287,8 @@ def slow_precision(name: str, sets: list[str]) -> bool:
 
     words = shlex.split(read_manifest(name)["command"])
     items = [word for flag, word in zip(words, words[1:]) if flag == "--set"] + list(sets)
-    recipe = get_model_entry(name).train
-    settings = {"precision": recipe.get("precision", TrainConfig.precision),
-                "device": recipe.get("device", TrainConfig.device)}
-    for key, _, value in (item.partition("=") for item in items):
-        section, _, field = key.partition(".")
-        if section == "train" and field in settings:
-            settings[field] = value
+    settings = {"precision": TrainConfig.precision, "device": TrainConfig.device, **get_model_entry(name).train,
+                **parse_sets(items)["train"]}  # the last --set of a field wins, as in `zoo train`
     device = setup(False, settings["device"]).device
     return resolve_precision(settings["precision"], device) == "bf16" and not has_bf16_units(device)
 
