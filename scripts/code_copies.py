@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     # a shipped name loads through its manifest, so the weights' sha256 is checked
     model = zoo.load(str(directory)) if is_run_dir else zoo.load(args.model, pretrained=True)
     rate, functions = parse_rate(model, n=args.samples)
-    train_text, _ = split_corpus(read_corpus(run.get("data_path"), run["data"].get("max_chars")))
+    data = run["data"]
+    train_text, _ = split_corpus(read_corpus(run.get("data_path"), data.get("max_chars"), data.get("units", "files")))
     parsing = [f for f in functions if parses(f)]
     copied = [f for f in parsing if f.strip() in train_text]
     print(f"{args.model}: {rate:.0%} of {args.samples} sampled functions parse; {len(copied)} of those {len(parsing)} "

@@ -3,6 +3,7 @@
     text = read_corpus(path)                  # a UTF-8 file, a folder of them, or None: stdlib .py source
     train_text, val_text = split_corpus(text) # first 90% / last 10% of the characters
     tokens = encode_to_memmap(tok, train_text, "train.bin")   # uint16/uint32 .bin + .json sidecar
+    functions = read_corpus(path, units="functions")  # every function and method of it, dedented to column 0
     windows = TokenWindows(tokens, seq_len)   # item i: tokens[i:i+T] -> tokens[i+1:i+T+1]
     lines = TokenWindows(tokens, seq_len, starts=line_starts(tokens, tok, seq_len))  # windows from column 0
 
@@ -10,6 +11,7 @@
 content and tokenizer settings, so a rerun (or another rank) reuses them instead of retraining.
 """
 
+import ast
 import hashlib
 import json
 import os
@@ -46,46 +48,59 @@ FILE_SEPARATOR = "\n"
 ENCODE_BATCH_CHUNKS = 256  # 4 KiB pieces per encode_batch call (~1 MB): work for every core, little memory
 PROGRESS_MIN_CHARS = 4_000_000
 WINDOW_STARTS = ("any", "line")  # where training windows may begin (`line_starts`)
+UNITS = ("files", "functions")  # what the corpus is made of (`read_corpus`)
+FUNCTION_SEPARATOR = "\n\n"  # one blank line between the functions of a "functions" corpus
 
 
 # ----------------------------------------------------------------------------------------------------------
 # reading a corpus
 
 
-def read_corpus(path: str | Path | None, max_chars: int | None = None) -> str:
+def read_corpus(path: str | Path | None, max_chars: int | None = None, units: str = "files") -> str:
     """Read a UTF-8 text file, or every file of a folder, or (None) the default stdlib corpus.
 
     A folder is read recursively: every regular file, sorted by relative path and joined with "\\n".
     Hidden entries (names starting with ".") and `__pycache__` folders are skipped; any other file that is
     not UTF-8 text (a binary file, a latin-1 file) is an error naming it, so no data is silently dropped.
     `max_chars` truncates the result (default: no cap for a path, DEFAULT_MAX_CHARS for the stdlib).
+    `units="functions"` reads each file as Python and keeps only its functions (`python_functions`).
     """
+    if units not in UNITS:
+        raise InputError(f"units={units!r}; allowed: {', '.join(UNITS)}")
     if path is None:
-        return read_stdlib_corpus(DEFAULT_MAX_CHARS if max_chars is None else max_chars)
+        return read_stdlib_corpus(DEFAULT_MAX_CHARS if max_chars is None else max_chars, units)
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"corpus path {path} does not exist (expected a UTF-8 text file or a folder)")
     files = _folder_files(path) if path.is_dir() else [path]
     if not files:
         raise InputError(f"corpus folder {path} contains no files")
-    text = FILE_SEPARATOR.join(_read_utf8(file) for file in files)
+    pieces = [_read_utf8(file) for file in files]
+    if units == "functions":
+        pieces = [_functions_of(piece, file) for piece, file in zip(pieces, files)]
+        pieces = [piece for piece in pieces if piece]
+    text = (FILE_SEPARATOR if units == "files" else FUNCTION_SEPARATOR).join(pieces)
     text = text if max_chars is None else text[:max_chars]
     if not text:
-        raise InputError(f"corpus {path} is empty")
+        raise InputError(f"corpus {path} is empty" + (" of functions" if units == "functions" else ""))
     return text
 
 
-def read_stdlib_corpus(max_chars: int = DEFAULT_MAX_CHARS) -> str:
+def read_stdlib_corpus(max_chars: int = DEFAULT_MAX_CHARS, units: str = "files") -> str:
     """The Python standard library's own .py source, sorted by path, capped at `max_chars` characters.
 
     Deterministic for a given Python installation. The few stdlib files that are not UTF-8 are skipped, and so
-    are generated files (`is_generated`).
+    are generated files (`is_generated`). `units="functions"`: only the functions of each file
+    (`python_functions`); a file this Python cannot parse is skipped.
     """
     if max_chars < 1:
         raise InputError(f"max_chars must be a positive number of characters, got {max_chars}")
+    if units not in UNITS:
+        raise InputError(f"units={units!r}; allowed: {', '.join(UNITS)}")
     root = Path(sysconfig.get_paths()["stdlib"])
     if not root.is_dir():
         raise MissingFileError(f"the Python standard library folder {root} does not exist")
+    separator = FILE_SEPARATOR if units == "files" else FUNCTION_SEPARATOR
     pieces, total = [], 0
     for file in _folder_files(root, skip_dirs=STDLIB_SKIP_DIRS, suffix=".py"):
         try:
@@ -94,14 +109,54 @@ def read_stdlib_corpus(max_chars: int = DEFAULT_MAX_CHARS) -> str:
             continue
         if is_generated(piece):
             continue
+        if units == "functions":
+            try:
+                piece = FUNCTION_SEPARATOR.join(python_functions(piece))
+            except (SyntaxError, ValueError):  # ValueError: a null byte (Python 3.11)
+                continue
+            if not piece:
+                continue
         pieces.append(piece)
-        total += len(piece) + len(FILE_SEPARATOR)
+        total += len(piece) + len(separator)
         if total >= max_chars:
             break
-    text = FILE_SEPARATOR.join(pieces)[:max_chars]
+    text = separator.join(pieces)[:max_chars]
     if not text:
         raise InputError(f"found no UTF-8 .py files in the standard library folder {root}")
     return text
+
+
+def python_functions(source: str) -> list[str]:
+    """Every function and method of a Python source (nested ones too), in source order, each from its `def` line
+    to its last line and moved to column 0. Raises SyntaxError when the source does not parse.
+
+    Why: a code model is asked for a function from the prompt `def ` with nothing before it, but most `def`s in
+    library code are methods (in the standard library, 2,866 of 14,373 are top level), seen only indented
+    inside a class. Function-level examples, as CodeSearchNet collects them (Husain et al., 2019), show the
+    model every function as it will be asked to write one. Decorators are left out, as the prompt starts at
+    `def`; a line indented less than the `def` (inside a multi-line string) is kept as it is.
+    """
+    lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    with warnings.catch_warnings():  # the source's own invalid escapes and the like are not the reader's concern
+        warnings.simplefilter("ignore")
+        tree = ast.parse(source)
+    nodes = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    functions = []
+    for node in sorted(nodes, key=lambda node: node.lineno):
+        first = lines[node.lineno - 1]
+        indent = first[:len(first) - len(first.lstrip())]
+        body = lines[node.lineno - 1:node.end_lineno]
+        functions.append("\n".join(line[len(indent):] if line.startswith(indent) else line for line in body))
+    return functions
+
+
+def _functions_of(source: str, file: Path) -> str:
+    try:
+        return FUNCTION_SEPARATOR.join(python_functions(source))
+    except (SyntaxError, ValueError) as error:  # ValueError: a null byte (Python 3.11)
+        where = f": {error.msg} at line {error.lineno}" if isinstance(error, SyntaxError) else f": {error}"
+        raise InputError(f"corpus file {file} is not Python this interpreter can parse (units=functions reads "
+                         f"every file as Python){where}") from None
 
 
 def is_generated(source: str) -> bool:
@@ -269,7 +324,8 @@ class TextData:
 
 def prepare_text_data(path: str | Path | None, tokenizer_kind: str, vocab_size: int, seq_len: int,
                       cache_dir: str | Path, max_chars: int | None = None,
-                      tokenizer: Tokenizer | None = None, window_starts: str = "any") -> TextData:
+                      tokenizer: Tokenizer | None = None, window_starts: str = "any",
+                      units: str = "files") -> TextData:
     """Read and split the corpus, train the tokenizer, encode both splits into memmaps under `cache_dir`.
 
     BPE is trained on the training split only; the char vocabulary is built from the whole text (as nanoGPT
@@ -277,11 +333,12 @@ def prepare_text_data(path: str | Path | None, tokenizer_kind: str, vocab_size: 
     the tokenizer settings; the cache entry is published with an atomic rename, so concurrent ranks are safe.
     A given `tokenizer` (a trained model's, for evaluation on new text) is used as is instead of training one.
     `window_starts`: "any" trains on every window, "line" on the windows that begin a line (`line_starts`);
-    validation always scores every position.
+    validation always scores every position. `units`: the corpus as written ("files") or only its Python
+    functions ("functions", `python_functions`).
     """
     if window_starts not in WINDOW_STARTS:
         raise InputError(f"window_starts={window_starts!r}; allowed: {', '.join(WINDOW_STARTS)}")
-    text = read_corpus(path, max_chars)
+    text = read_corpus(path, max_chars, units)
     train_text, val_text = split_corpus(text)
     if not val_text or not train_text:
         raise InputError(f"corpus has {len(text)} characters, too few to split into train and validation")

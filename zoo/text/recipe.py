@@ -16,7 +16,7 @@ from zoo.nn import transformer_flops_per_token
 from zoo.nn.packed import prepacked_linears
 from zoo.registry import TrainingData
 from zoo.text.code import parse_rate
-from zoo.text.data import WINDOW_STARTS, prepare_text_data
+from zoo.text.data import UNITS, WINDOW_STARTS, prepare_text_data
 from zoo.utils import eval_mode, model_device
 
 TOKENIZERS = ("char", "bpe")
@@ -33,12 +33,15 @@ class TextDataConfig:
     quick_eval_windows: int = 128  # windows scored by the evaluations during training
     code_samples: int = 0  # full evaluation of a Python code model: functions sampled for parse_rate (zoo.text.code)
     window_starts: str = "any"  # any | line: training windows begin anywhere or at column 0 (zoo.text.data.line_starts)
+    units: str = "files"  # files | functions: the corpus as written or its Python functions (data.python_functions)
 
     def __post_init__(self):
         if self.code_samples < 0:
             raise InputError(f"data.code_samples={self.code_samples}; allowed: 0 (off) or a number of samples")
         if self.tokenizer not in TOKENIZERS:
             raise InputError(f"data.tokenizer={self.tokenizer!r}; allowed: {', '.join(TOKENIZERS)}")
+        if self.units not in UNITS:
+            raise InputError(f"data.units={self.units!r}; allowed: {', '.join(UNITS)}")
         if self.window_starts not in WINDOW_STARTS:
             raise InputError(f"data.window_starts={self.window_starts!r}; allowed: {', '.join(WINDOW_STARTS)}")
         if self.quick_eval_windows < 1:
@@ -55,7 +58,7 @@ def prepare_data(config, data_config: TextDataConfig, path, cache_dir, model=Non
     tokenizer = getattr(model, "tokenizer", None) if model is not None else None
     text = prepare_text_data(path, data_config.tokenizer, data_config.vocab_size, seq_len, cache_dir,
                              max_chars=data_config.max_chars, tokenizer=tokenizer,
-                             window_starts=data_config.window_starts)
+                             window_starts=data_config.window_starts, units=data_config.units)
     if model is None:
         config = dataclasses.replace(config, vocab_size=text.tokenizer.vocab_size)
     return TrainingData(text.train, text.val, config, extras={"tokenizer": text.tokenizer},
