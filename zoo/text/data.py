@@ -48,8 +48,11 @@ FILE_SEPARATOR = "\n"
 ENCODE_BATCH_CHUNKS = 256  # 4 KiB pieces per encode_batch call (~1 MB): work for every core, little memory
 PROGRESS_MIN_CHARS = 4_000_000
 WINDOW_STARTS = ("any", "line")  # where training windows may begin (`line_starts`)
-UNITS = ("files", "functions")  # what the corpus is made of (`read_corpus`)
-FUNCTION_SEPARATOR = "\n\n"  # one blank line between the functions of a "functions" corpus
+# what a corpus is made of (`read_corpus`) and what joins its pieces: a newline between files, one blank line
+# between functions
+SEPARATORS = {"files": FILE_SEPARATOR, "functions": "\n\n"}
+UNITS = tuple(SEPARATORS)
+UNPARSABLE = (SyntaxError, ValueError)  # what ast.parse raises for a source it cannot read (ValueError: a null byte)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -79,7 +82,7 @@ def read_corpus(path: str | Path | None, max_chars: int | None = None, units: st
     if units == "functions":
         pieces = [_functions_of(piece, file) for piece, file in zip(pieces, files)]
         pieces = [piece for piece in pieces if piece]
-    text = (FILE_SEPARATOR if units == "files" else FUNCTION_SEPARATOR).join(pieces)
+    text = SEPARATORS[units].join(pieces)
     text = text if max_chars is None else text[:max_chars]
     if not text:
         raise InputError(f"corpus {path} is empty" + (" of functions" if units == "functions" else ""))
@@ -100,7 +103,7 @@ def read_stdlib_corpus(max_chars: int = DEFAULT_MAX_CHARS, units: str = "files")
     root = Path(sysconfig.get_paths()["stdlib"])
     if not root.is_dir():
         raise MissingFileError(f"the Python standard library folder {root} does not exist")
-    separator = FILE_SEPARATOR if units == "files" else FUNCTION_SEPARATOR
+    separator = SEPARATORS[units]
     pieces, total = [], 0
     for file in _folder_files(root, skip_dirs=STDLIB_SKIP_DIRS, suffix=".py"):
         try:
@@ -111,8 +114,8 @@ def read_stdlib_corpus(max_chars: int = DEFAULT_MAX_CHARS, units: str = "files")
             continue
         if units == "functions":
             try:
-                piece = FUNCTION_SEPARATOR.join(python_functions(piece))
-            except (SyntaxError, ValueError):  # ValueError: a null byte (Python 3.11)
+                piece = _function_text(piece)
+            except UNPARSABLE:
                 continue
             if not piece:
                 continue
@@ -150,10 +153,16 @@ def python_functions(source: str) -> list[str]:
     return functions
 
 
+def _function_text(source: str) -> str:
+    """A source's functions as a "functions" corpus holds them."""
+    return SEPARATORS["functions"].join(python_functions(source))
+
+
 def _functions_of(source: str, file: Path) -> str:
+    """`_function_text` of a user's corpus file, whose source must parse: nothing is dropped silently."""
     try:
-        return FUNCTION_SEPARATOR.join(python_functions(source))
-    except (SyntaxError, ValueError) as error:  # ValueError: a null byte (Python 3.11)
+        return _function_text(source)
+    except UNPARSABLE as error:
         where = f": {error.msg} at line {error.lineno}" if isinstance(error, SyntaxError) else f": {error}"
         raise InputError(f"corpus file {file} is not Python this interpreter can parse (units=functions reads "
                          f"every file as Python){where}") from None
