@@ -199,3 +199,23 @@ def test_small_vocab_with_one_language():
     tok = WhisperTokenizer.train(CORPUS, vocab_size=256 + 2 + 1 + 6 + 1501, languages=["en"])
     assert (tok.eot, tok.sot, tok.all_language_tokens, tok.timestamp_begin) == (256, 257, (258,), 265)
     assert tok.vocab_size == 1766 and tok.decode(tok.encode("Straße 漢字")) == "Straße 漢字"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# whole Han characters
+
+
+def test_whole_han_makes_every_han_character_one_token(tok, tmp_path):
+    han = sorted({char for text in CORPUS for char in text if "\u4e00" <= char <= "\u9fff"})
+    split = [char for char in han if len(tok.encode(char)) > 1]
+    assert len(split) > 10  # the plain byte-level BPE spells most of them in two or three pieces
+    whole = WhisperTokenizer.train(CORPUS, vocab_size=N_BPE + N_SPECIAL, languages=LANGS, whole_han=True)
+    assert all(len(whole.encode(char)) == 1 for char in han)
+    assert whole.vocab_size > tok.vocab_size  # the merges come on top of the requested size
+    chinese = CORPUS[4]
+    assert whole.encode(chinese) == [i for char in chinese for i in whole.encode(char)]  # none spans two
+    for text in CORPUS[:6] + ["漢字 unseen 🙂 字漢", ""]:  # unseen characters still spell as bytes
+        assert whole.decode(whole.encode(text)) == text
+    whole.save(tmp_path)
+    loaded = WhisperTokenizer.load(tmp_path)
+    assert loaded.encode(chinese) == whole.encode(chinese) and loaded.vocab_size == whole.vocab_size

@@ -51,6 +51,7 @@ SPLITS = ("train", "val", "test", "test_unseen")
 class SpeechDataConfig:
     corpus: SpeechCorpusConfig = field(default_factory=SpeechCorpusConfig)
     vocab_size: int = 3072  # the whole vocabulary: BPE pieces (~1,550) + specials + 1501 timestamps
+    whole_han: bool = False  # every Han character of the training text one token, beyond vocab_size
     translate_share: float = 0.5  # share of the non-English training clips taught to translate into English
     quick_eval_clips: int = 96  # clips decoded by the evaluations during training
     eval_beam_size: int | None = None  # None: greedy decoding in evaluations
@@ -186,7 +187,7 @@ def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=N
         rows = splits["train"].rows
         texts = [r["text"] for r in rows if not r["no_speech"]] + [r["translation"] for r in rows if not r["no_speech"]]
         languages = sorted({r["language"] for r in rows if not r["no_speech"]})
-        tokenizer = WhisperTokenizer.train(texts, data_config.vocab_size, languages)
+        tokenizer = WhisperTokenizer.train(texts, data_config.vocab_size, languages, whole_han=data_config.whole_han)
     if model is None:
         config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
     train, val = (SpeechItems(splits[name], tokenizer, data_config.translate_share, corpus_dir)

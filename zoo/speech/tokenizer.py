@@ -32,7 +32,7 @@ from pathlib import Path
 from zoo.checkpoint import read_json_object
 from zoo.errors import CorruptFileError, InputError, MissingFileError
 from zoo.speech.audio import CHUNK_LENGTH, SECONDS_PER_TOKEN, TOKENS_PER_SECOND
-from zoo.text.tokenizer import BPE_FILE, BYTE_ALPHABET_SIZE, BPETokenizer, read_hf_tokenizer
+from zoo.text.tokenizer import BPE_FILE, BYTE_ALPHABET_SIZE, HAN, BPETokenizer, read_hf_tokenizer
 
 META_FILE = "whisper_tokenizer.json"
 TASKS = ("transcribe", "translate")
@@ -116,10 +116,12 @@ class WhisperTokenizer:
     # building, saving, loading
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int, languages: Sequence[str]) -> "WhisperTokenizer":
+    def train(cls, texts: Iterable[str], vocab_size: int, languages: Sequence[str],
+              whole_han: bool = False) -> "WhisperTokenizer":
         """Train the BPE on `texts`. `vocab_size` is the total: BPE pieces + end-of-text + start-of-transcript
         + one token per language + 6 task tokens + 1501 timestamps. A small corpus may yield fewer merges;
-        read `.vocab_size` afterwards."""
+        read `.vocab_size` afterwards. whole_han: every Han character of `texts` is one token, on top of
+        `vocab_size` (BPETokenizer.train's whole_characters)."""
         languages = _check_languages(languages)
         n_special = len(special_token_names(languages))
         if vocab_size < BYTE_ALPHABET_SIZE + n_special:
@@ -127,7 +129,8 @@ class WhisperTokenizer:
                              f"and timestamp tokens take {n_special} ids and the byte-level BPE needs at least "
                              f"{BYTE_ALPHABET_SIZE}, so vocab_size must be >= {BYTE_ALPHABET_SIZE + n_special}")
         # BPETokenizer's vocab_size counts its end-of-text id, which is our first special token
-        return cls(BPETokenizer.train(texts, vocab_size - n_special + 1), languages)
+        return cls(BPETokenizer.train(texts, vocab_size - n_special + 1, whole_characters=HAN if whole_han else None),
+                   languages)
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)

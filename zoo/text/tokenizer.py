@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from zoo.checkpoint import read_json_object
 from zoo.errors import CorruptFileError, InputError, InputTypeError, MissingFileError
@@ -119,6 +119,11 @@ def _codepoints(text: str) -> np.ndarray:
 # byte-level BPE (GPT-2 style) trained with HuggingFace `tokenizers`; every string round-trips exactly
 
 
+# The Han characters (CJK Unified Ideographs, their extension A, the compatibility ideographs) as one regex class
+# that Python's re and the tokenizers library's Oniguruma both read: BPETokenizer.train(whole_characters=HAN).
+HAN = "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+
+
 class BPETokenizer:
     kind = "bpe"
 
@@ -131,19 +136,32 @@ class BPETokenizer:
         self.vocab_size = eot_id + 1
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int) -> "BPETokenizer":
+    def train(cls, texts: Iterable[str], vocab_size: int, whole_characters: str | None = None) -> "BPETokenizer":
         """Train on `texts`; `vocab_size` counts the end-of-text id. A small corpus may yield fewer merges,
-        so check `.vocab_size` afterwards rather than assuming it equals the request."""
+        so check `.vocab_size` afterwards rather than assuming it equals the request.
+
+        whole_characters: a regex character class (e.g. HAN). Each such character is split from its
+        neighbours before the BPE, and every one that occurs in `texts` becomes a single token, on top of the
+        `vocab_size` the trainer chose: the vocabulary extension Cui et al. (2023, "Efficient and Effective
+        Text Encoding for Chinese LLaMA and Alpaca") give a byte-level BPE that spells a Chinese character
+        as two or three byte pieces. The vocabulary grows by the merges this takes."""
         if vocab_size < BYTE_ALPHABET_SIZE + 1:
             raise InputError(f"BPE vocab_size must be at least {BYTE_ALPHABET_SIZE + 1} (256 byte tokens + "
                              f"end-of-text), got {vocab_size}")
         hf = HFTokenizer(models.BPE())
         # no normalizer (it would change the text) and no added/special tokens (they match in user text)
-        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.pre_tokenizer = byte_level
+        if whole_characters is not None:
+            texts = [check_text(text) for text in texts]  # read twice: the training and the characters
+            hf.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.Split(Regex(whole_characters), behavior="isolated"), byte_level])
         hf.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size - 1, show_progress=False, special_tokens=[],
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         hf.train_from_iterator((check_text(text) for text in texts), trainer)
+        if whole_characters is not None:
+            hf = _merge_whole(hf, sorted({char for text in texts for char in re.findall(whole_characters, text)}))
         return cls(hf, eot_id=hf.get_vocab_size())
 
     def encode(self, text: str) -> list[int]:
@@ -180,6 +198,28 @@ class BPETokenizer:
         directory.mkdir(parents=True, exist_ok=True)
         self.hf.save(str(directory / BPE_FILE))
         return _write_meta(directory, {"kind": "bpe", "eot_id": self.eot_id})
+
+
+def _merge_whole(hf: HFTokenizer, chars: Sequence[str]) -> HFTokenizer:
+    """`hf` with merges appended (after every trained one, so other text is split as before) that join each of
+    `chars` into one token. Each is a word of its own under the isolating pre-tokenizer, so the merges that
+    complete it are the ones joining, left to right, the pieces the trained BPE leaves it in."""
+    state = json.loads(hf.to_str())
+    vocab, merges = state["model"]["vocab"], state["model"]["merges"]
+    known = {tuple(pair) for pair in merges}
+    for char in chars:
+        pieces = [hf.id_to_token(i) for i in hf.encode(char, add_special_tokens=False).ids]
+        while len(pieces) > 1:
+            pair = (pieces[0], pieces[1])
+            if pair not in known:
+                known.add(pair)
+                merges.append(list(pair))
+                vocab.setdefault(pair[0] + pair[1], len(vocab))
+            pieces = [pair[0] + pair[1], *pieces[2:]]
+    extended = HFTokenizer.from_str(json.dumps(state))
+    split = [char for char in chars if len(extended.encode(char, add_special_tokens=False).ids) != 1]
+    assert not split, f"characters left in pieces by the appended merges: {split[:5]}"
+    return extended
 
 
 def _byte_decoder() -> dict[str, int]:
