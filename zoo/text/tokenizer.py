@@ -153,7 +153,7 @@ class BPETokenizer:
         byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
         hf.pre_tokenizer = byte_level
         if whole_characters is not None:
-            texts = [check_text(text) for text in texts]  # read twice: the training and the characters
+            texts = list(texts)  # read twice: the training (which checks each text) and the characters
             hf.pre_tokenizer = pre_tokenizers.Sequence([
                 pre_tokenizers.Split(Regex(whole_characters), behavior="isolated"), byte_level])
         hf.decoder = decoders.ByteLevel()
