@@ -160,10 +160,12 @@ def test_speech_corpus_train_and_transcribe(home, speech_corpus, speech_dir):
 @pytest.mark.slow
 def test_speech_levers(home, speech_corpus, speech_dir):
     corpus, _ = speech_corpus
-    output = run(home, "examples/speech/levers.py", "ctc-targets", corpus, "--steps", "1", "--batch-size", "8")
-    loss, cer = map(float, re.search(rf"step 1: validation CTC {NUMBER} per target, greedy CER {NUMBER}",
-                                     output).groups())
-    assert loss > 0 and cer >= 0
+    for targets in ("bytes", "chars"):
+        output = run(home, "examples/speech/levers.py", "ctc-targets", corpus, "--steps", "1", "--batch-size", "8",
+                     "--targets", targets)
+        loss, cer = map(float, re.search(rf"step 1: validation CTC {NUMBER} per target, greedy CER {NUMBER} \(",
+                                         output).groups())
+        assert loss > 0 and cer >= 0
     output = run(home, "examples/speech/levers.py", "grouping", corpus, "--steps", "1")
     rows = re.findall(r"^(random|grouped): ([\d.]+) s per step, (\d+) padded mel frames per batch$", output, re.M)
     assert [name for name, _, _ in rows] == ["random", "grouped"] * 2 and all(float(s) > 0 for _, s, _ in rows)
@@ -171,6 +173,12 @@ def test_speech_levers(home, speech_corpus, speech_dir):
                  "--search", "0,0,16", "5,0.3,4")
     rows = re.findall(rf"^beams (\d) ctc_weight ([\d.]+) candidates (\d+): .* mean {NUMBER}", output, re.M)
     assert [row[:3] for row in rows] == [("0", "0", "16"), ("5", "0.3", "4")] and all(float(r[3]) >= 0 for r in rows)
+    output = run(home, "examples/speech/levers.py", "mandarin", corpus, speech_dir, "--splits", "val", "test",
+                 "test_unseen", "--threads", "1")
+    counts = re.findall(r"CER [\d.]+; substitutions (\d+) \((\d+) between", output)
+    splits = re.findall(r"^\w+: \d+ Mandarin clips", output, re.M)
+    assert len(counts) == 2 * len(splits) > 0  # joint decoding and the CTC head alone, for each split with some
+    assert all(int(alike) <= int(total) for total, alike in counts)
 
 
 # ------------------------------------------------------------------------------------------------ diffusion
