@@ -223,11 +223,14 @@ def joint(args):
 
 def mandarin(args):
     import zoo
-    from zoo.speech.data import ESPEAK_VOICES, Espeak
+    from zoo.speech.data import ESPEAK_VOICES, Espeak, read_manifest
     from zoo.speech.decoding import DecodingOptions, decode
 
     torch.set_num_threads(args.threads)
     model = (zoo.load(args.model) if Path(args.model).is_dir() else zoo.load(args.model, pretrained=True)).eval()
+    if getattr(model, "ctc_head", None) is None:
+        raise SystemExit(f"{args.model} has no CTC head (a Whisper trained with model.ctc_weight > 0, as "
+                         f"whisper-cpu, has one): this analysis compares joint decoding with the CTC head alone")
     engine = Espeak()
     engine.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
     engine.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
@@ -239,7 +242,7 @@ def mandarin(args):
         text = ctypes.c_char_p(character.encode())
         return (engine.lib.espeak_TextToPhonemes(ctypes.byref(text), 1, 2) or b"").decode()
 
-    trained = {c for row in mel_clips(args.corpus, "train").rows if row["language"] == "zh"
+    trained = {c for row in read_manifest(args.corpus, "train") if row["language"] == "zh"
                for c in re.findall(HAN, row["text"])}
     alike = Counter(reading(c) for c in trained)
     print(f"eSpeak reads {sum(alike[reading(c)] > 1 for c in trained)} of the {len(trained)} Han characters of the "
