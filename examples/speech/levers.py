@@ -196,10 +196,11 @@ def grouping(args):
 
 def joint(args):
     import zoo
+    from zoo.models import trained_dir
     from zoo.speech.decoding import DecodingOptions, decode
 
     torch.set_num_threads(args.threads)
-    model = (zoo.load(args.model) if Path(args.model).is_dir() else zoo.load(args.model, pretrained=True)).eval()
+    model = zoo.load(trained_dir(args.model)).eval()
     val = mel_clips(args.corpus, "val")
     ids = [i for i in range(len(val)) if not val.rows[i]["no_speech"]][:args.clips]
     for setting in args.search:
@@ -223,11 +224,12 @@ def joint(args):
 
 def mandarin(args):
     import zoo
+    from zoo.models import trained_dir
     from zoo.speech.data import ESPEAK_VOICES, Espeak, read_manifest
     from zoo.speech.decoding import DecodingOptions, decode
 
     torch.set_num_threads(args.threads)
-    model = (zoo.load(args.model) if Path(args.model).is_dir() else zoo.load(args.model, pretrained=True)).eval()
+    model = zoo.load(trained_dir(args.model)).eval()
     if getattr(model, "ctc_head", None) is None:
         raise SystemExit(f"{args.model} has no CTC head (a Whisper trained with model.ctc_weight > 0, as "
                          f"whisper-cpu, has one): this analysis compares joint decoding with the CTC head alone")
