@@ -1,5 +1,6 @@
 """The DiT denoiser, its objectives and its training data: each test fails if the feature it names is removed."""
 
+import dataclasses
 import math
 
 import pytest
@@ -266,3 +267,102 @@ def test_without_a_vae_or_judge_the_recipes_train_them_into_the_run_directory_fi
     assert data.config.latent_size == 8
     recipe.prepare_data(DiTConfig(), data_config, cache_dir=tmp_path / "cache", run_dir=tmp_path / "run")
     assert len(commands) == 2
+
+
+def aligned_batch(model, align_dim: int):
+    batch, _ = recipe.example_batch(model, torch.Generator().manual_seed(0))
+    tokens = model.config.tokens
+    batch["features"] = torch.randn(len(batch["mean"]), tokens, align_dim, generator=torch.Generator().manual_seed(1))
+    return batch
+
+
+def test_alignment_projects_the_chosen_blocks_states_and_adds_its_cosine_term():
+    """REPA (Yu et al., 2024): the projector reads block align_depth's output (later blocks do not change it, that
+    block does), and the training loss is the denoising loss minus align_weight times the mean cosine similarity
+    between the projected states and the teacher's features of the same patches."""
+    model = with_random_output(tiny_dit(align_dim=8, align_depth=1, align_weight=0.5,
+                                        backbone={**TINY["backbone"], "n_layers": 2}))
+    batch = aligned_batch(model, 8)
+    x, t = torch.randn(4, 4, 4, 4, generator=torch.Generator().manual_seed(2)), torch.full((4,), 300.0)
+    with torch.no_grad():
+        prediction, projected = model(x, t, batch["tokens"], batch["mask"], align=True)
+        assert projected.shape == (4, model.config.tokens, 8)
+        assert torch.equal(prediction, model(x, t, batch["tokens"], batch["mask"]))
+        torch.nn.init.normal_(model.transformer.blocks[1].attn.qkv.weight, std=0.5)  # after the aligned block
+        later_prediction, later_projected = model(x, t, batch["tokens"], batch["mask"], align=True)
+        assert torch.equal(later_projected, projected) and not torch.allclose(later_prediction, prediction)
+        torch.nn.init.normal_(model.transformer.blocks[0].attn.qkv.weight, std=0.5)  # the aligned block
+        assert not torch.allclose(model(x, t, batch["tokens"], batch["mask"], align=True)[1], projected)
+
+    model.eval()  # eval mode: the seeded draws, no caption dropout, so both calls see the same noisy latents
+    plain, _ = recipe.denoising_loss(model, batch)
+    aligned, metrics = recipe.denoising_loss(model, batch, align=True)
+    similarity = metrics["align"]
+    assert -1 <= similarity <= 1 and abs(similarity) > 1e-4
+    assert torch.allclose(aligned, plain - 0.5 * similarity, atol=1e-6)
+    assert "align" not in recipe.loss(with_random_output(tiny_dit()), batch)[1]  # no projector: plain loss
+
+
+def test_training_with_alignment_raises_the_similarity_to_the_teacher():
+    model = tiny_dit(align_dim=8, align_depth=1)
+    batch = aligned_batch(model, 8)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    model.train()
+    first = None
+    for _ in range(40):
+        loss, metrics = recipe.loss(model, batch)
+        first = metrics["align"] if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert metrics["align"] > first + 0.3
+
+
+def test_prepare_data_with_a_teacher_caches_its_features_on_the_patch_grid(tmp_path, monkeypatch):
+    from zoo.diffusion.data import load_split
+    from zoo.vision.data import normalize
+
+    torch.manual_seed(0)
+    vae = zoo.load("vae-shapes", **{**get_family("vae").tiny, "image_size": 16})
+    vae.set_scaling_factor(1.0)
+    vae.save_pretrained(tmp_path / "vae")
+    zoo.load("judge-shapes", **get_family("judge").tiny).save_pretrained(tmp_path / "judge")
+    teacher = zoo.load("alexnet-mini", num_classes=9).eval()
+    teacher.save_pretrained(tmp_path / "teacher")
+    data_config = recipe.DiTDataConfig(image_size=16, n_train=6, n_val=3, n_test=1, n_test_heldout=1,
+                                       vae=str(tmp_path / "vae"), judge=str(tmp_path / "judge"),
+                                       teacher=str(tmp_path / "teacher"))
+    config = DiTConfig(patch_size=2)
+    data = recipe.prepare_data(config, data_config, cache_dir=tmp_path / "cache", run_dir=tmp_path / "run")
+    grid = 16 // vae.factor // 2
+    assert data.config.align_dim == teacher.config.widths[-1]
+    features = data.train[0]["features"]
+    assert features.shape == (grid * grid, teacher.config.widths[-1]) and "features" not in data.val[0]
+    image = load_split(data_config, "train", tmp_path / "cache").images[:1]
+    with torch.no_grad():
+        maps = teacher.features[:-1](normalize(image))  # conv5 after its ReLU, before the last pool
+    expected = torch.nn.functional.adaptive_avg_pool2d(maps, grid).flatten(2).transpose(1, 2)[0]
+    assert torch.allclose(features, expected, atol=1e-2, rtol=1e-2)  # stored as float16
+    monkeypatch.setattr(recipe, "teacher_features", lambda *a, **k: pytest.fail("features were computed twice"))
+    again = recipe.prepare_data(config, data_config, cache_dir=tmp_path / "cache", run_dir=tmp_path / "run")
+    assert torch.equal(again.train[0]["features"], features)
+    evaluated = recipe.prepare_data(config, data_config, cache_dir=tmp_path / "cache")  # no run: nothing to align
+    assert "features" not in evaluated.train[0] and evaluated.config.align_dim == 0
+    monkeypatch.undo()
+    (tmp_path / "cache2").mkdir()
+    with pytest.raises(ValueError, match="data.teacher must be a trained alexnet classifier"):
+        recipe.prepare_data(config, dataclasses.replace(data_config, teacher=str(tmp_path / "judge")),
+                            cache_dir=tmp_path / "cache2", run_dir=tmp_path / "run")
+    shipped = recipe.prepare_data(config, dataclasses.replace(data_config, teacher="alexnet-mini"),
+                                  cache_dir=tmp_path / "cache2", run_dir=tmp_path / "run")  # a name: its weights
+    assert shipped.config.align_dim == 64 and shipped.train[0]["features"].shape == (grid * grid, 64)
+
+
+def test_alignment_settings_are_checked():
+    with pytest.raises(ValueError, match=r"align_depth=7; allowed: a block number in 1..6"):
+        DiTConfig(align_dim=8, align_depth=7)
+    with pytest.raises(ValueError, match=r"align_dim=-1; allowed: an integer >= 0"):
+        DiTConfig(align_dim=-1)
+    with pytest.raises(ValueError, match="no alignment projector"):
+        tiny_dit()(torch.randn(1, 4, 4, 4), torch.zeros(1), *captions("a small red triangle"), align=True)

@@ -23,6 +23,11 @@ The denoiser (DiT, sec. 3.2):
         adaLN-Zero: a shift, scale and gate per branch regressed from c = t_embedding + pooled text, zero-init so
             every block starts as the identity (DiT's best conditioning, their fig. 5);
     final layer: adaLN-modulated norm and a zero-initialised linear to p * p * C per token, un-patchified.
+Representation alignment (REPA: Yu et al., 2024, "Representation Alignment for Generation: Training Diffusion
+Transformers Is Easier Than You Think"), optional (align_dim > 0, set when a run names `data.teacher`): a small MLP
+reads the patch states after block align_depth, and training pulls them, by cosine similarity, towards a frozen
+image classifier's features of the clean image at the same patch (zoo.diffusion.recipe); the denoiser has to
+recognise the shape in the noisy input early in its depth. The projector is used only by the training loss.
 The text encoder: a bidirectional zoo.nn Transformer over the caption's word tokens with a learned first
 position (`null`) that is always present. Its output there is the pooled text vector (as BERT's [CLS]), and it
 is all an empty caption leaves: the unconditional input of classifier-free guidance is this learned null state,
@@ -81,6 +86,12 @@ class DiTConfig:
     logit_std: float = 1.0
     caption_dropout: float = 0.1  # share of training captions replaced by the empty caption (for guidance)
     absolute_positions: bool = True  # add the 2-D sin-cos table of each patch's (row, column) to its token
+    # Representation alignment (REPA, Yu et al., 2024): block `align_depth`'s patch states, through a small MLP,
+    # are pulled towards a frozen image encoder's features of the clean image (cosine similarity, weight
+    # `align_weight`). align_dim: the encoder's feature channels (set from it when training; 0: no alignment).
+    align_dim: int = 0
+    align_depth: int = 2
+    align_weight: float = 0.5
 
     def __post_init__(self):
         for name in ("latent_channels", "latent_size", "patch_size", "vocab_size", "num_train_timesteps"):
@@ -98,6 +109,13 @@ class DiTConfig:
                              f"{self.objective!r}; allowed: {', '.join(allowed)}")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise InputError(f"DiTConfig.caption_dropout={self.caption_dropout!r}; allowed: a share in [0, 1)")
+        if isinstance(self.align_dim, bool) or not isinstance(self.align_dim, int) or self.align_dim < 0:
+            raise InputError(f"DiTConfig.align_dim={self.align_dim!r}; allowed: an integer >= 0 (0: no alignment)")
+        if self.align_dim and not 1 <= self.align_depth <= self.backbone.n_layers:
+            raise InputError(f"DiTConfig.align_depth={self.align_depth!r}; allowed: a block number in 1.."
+                             f"{self.backbone.n_layers}")
+        if not self.align_weight >= 0:
+            raise InputError(f"DiTConfig.align_weight={self.align_weight!r}; allowed: a number >= 0")
         if not self.min_snr_gamma > 0 or not self.logit_std > 0:
             raise InputError(f"DiTConfig.min_snr_gamma={self.min_snr_gamma} and logit_std={self.logit_std} must "
                              f"be > 0")
@@ -171,6 +189,9 @@ class DiT(nn.Module, PretrainedMixin):
         self.final_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.final = nn.Linear(dim, p * p * channels)
+        # REPA's projector: a 3-layer MLP with SiLU from the block's states to the encoder's channels (training only)
+        self.align_head = nn.Sequential(nn.Linear(dim, 2 * dim), nn.SiLU(), nn.Linear(2 * dim, 2 * dim), nn.SiLU(),
+                                        nn.Linear(2 * dim, c.align_dim)) if c.align_dim else None
         self.init_weights()
 
     def init_weights(self):
@@ -197,8 +218,11 @@ class DiT(nn.Module, PretrainedMixin):
         return self.text_encoder(tokens, mask)
 
     def denoise(self, latents: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                context_mask: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        """Noisy latents (B, C, h, w) at `timesteps` (B,) given encoded text -> the prediction (B, C, h, w)."""
+                context_mask: torch.Tensor, pooled: torch.Tensor, align: bool = False):
+        """Noisy latents (B, C, h, w) at `timesteps` (B,) given encoded text -> the prediction (B, C, h, w);
+        align=True: also block align_depth's patch states through the REPA projector, (B, tokens, align_dim)."""
+        if align and self.align_head is None:
+            raise InputError("this DiT has no alignment projector (align_dim=0); allowed: align=False")
         c, p = self.config, self.config.patch_size
         if latents.dim() != 4 or latents.shape[1] != c.latent_channels or latents.shape[2] % p or latents.shape[3] % p:
             raise InputError(f"DiT expects latents of shape (B, {c.latent_channels}, h, w) with h and w multiples "
@@ -211,15 +235,23 @@ class DiT(nn.Module, PretrainedMixin):
         positions = grid_positions(h // p, w // p, device=latents.device)
         if c.absolute_positions:
             x = x + grid_embedding(positions, x.shape[-1]).to(x.dtype)
-        x = self.transformer(x, positions=positions, context=context, context_mask=context_mask, cond=cond)
+        states = {}
+        hook = self.transformer.blocks[c.align_depth - 1].register_forward_hook(
+            lambda block, inputs, output: states.setdefault("aligned", output)) if align else None
+        try:
+            x = self.transformer(x, positions=positions, context=context, context_mask=context_mask, cond=cond)
+        finally:
+            if hook is not None:
+                hook.remove()
         shift, scale = self.final_modulation(cond).chunk(2, dim=-1)
         x = self.final(modulate(self.final_norm(x), shift, scale))  # (B, N, p * p * C)
         x = x.view(B, h // p, w // p, p, p, C).permute(0, 5, 1, 3, 2, 4)  # (B, C, h/p, p, w/p, p)
-        return x.reshape(B, C, h, w)
+        prediction = x.reshape(B, C, h, w)
+        return (prediction, self.align_head(states["aligned"])) if align else prediction
 
     def forward(self, latents: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
-        return self.denoise(latents, timesteps, *self.encode_text(tokens, mask))
+                mask: torch.Tensor, align: bool = False):
+        return self.denoise(latents, timesteps, *self.encode_text(tokens, mask), align=align)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

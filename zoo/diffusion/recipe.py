@@ -15,6 +15,12 @@ Latents are encoded once per (VAE weights, split) and cached as the posterior's 
 (scaled by the VAE's scaling factor, float16): every training step draws a fresh z ~ q(z|x) from them, as LDM
 and diffusers' training scripts sample the posterior, at no encoder cost.
 
+Representation alignment (REPA, Yu et al., 2024), when `data.teacher` names a trained alexnet classifier (e.g.
+zoo/weights/alexnet-mini, trained on the vision family's scenes: not the judge): its last convolutional map of
+every training image, average-pooled to the denoiser's patch grid, is computed once and cached like the latents,
+and the training loss adds align_weight times the negative cosine similarity between those features and the
+denoiser's projected block states (zoo.diffusion.dit). Validation stays the plain denoising loss.
+
 The loss (zoo.diffusion.objectives): a random share `caption_dropout` of the captions is replaced by the empty
 caption (classifier-free guidance's unconditional model, Ho & Salimans, 2022), the clean latents are corrupted
 by the configured process, and the weighted mean squared error of the prediction is the loss.
@@ -51,6 +57,7 @@ class DiTDataConfig(DiffusionDataConfig):
     vae_recipe: str = "vae-shapes"
     judge: str = ""  # a trained judge directory; "" trains judge_recipe into RUN/judge (once)
     judge_recipe: str = "judge-shapes"
+    teacher: str = ""  # a trained alexnet classifier (directory or name) the denoiser aligns to (REPA); "": none
 
 
 # -----------------------------------------------------------------------------
@@ -141,20 +148,76 @@ def cached_latents(vae, vae_dir: Path, data_config: DiffusionDataConfig, split: 
     return latents
 
 
-class CaptionedLatents(Dataset):
-    """Item i: {"mean", "std": float32 (C, h, w) scaled posterior; "tokens": int64 (L,); "mask": bool (L,)}."""
+# -----------------------------------------------------------------------------
+# the alignment teacher's features (REPA)
 
-    def __init__(self, latents: dict[str, torch.Tensor], tokens: torch.Tensor, mask: torch.Tensor):
-        if len(latents["mean"]) != len(tokens):
-            raise InputError(f"{len(latents['mean'])} latents but {len(tokens)} captions")
+
+@torch.no_grad()
+def teacher_features(teacher, images: torch.Tensor, grid: int, progress: bool = True) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) -> float16 (N, grid * grid, C): an AlexNet classifier's last convolutional
+    map (conv5 after its ReLU, before the last pool: the deepest layer that still has a spatial layout), average-
+    pooled to the denoiser's patch grid, one feature vector per patch token (row-major, as DiT patchifies)."""
+    from tqdm import tqdm
+
+    from zoo.vision.alexnet import AlexNet
+    from zoo.vision.data import normalize
+
+    if not isinstance(teacher, AlexNet):
+        raise InputError(f"data.teacher must be a trained alexnet classifier (e.g. zoo/weights/alexnet-mini), got "
+                         f"a {type(teacher).__name__}")
+    layers = list(teacher.features.children())
+    if isinstance(layers[-1], torch.nn.MaxPool2d):
+        layers = layers[:-1]
+    trunk, out = torch.nn.Sequential(*layers), []
+    with eval_mode(teacher):
+        for start in tqdm(range(0, len(images), ENCODE_BATCH), desc="teacher features", unit="batch",
+                          disable=not progress):
+            maps = trunk(normalize(images[start:start + ENCODE_BATCH]).to(model_device(teacher)))
+            pooled = torch.nn.functional.adaptive_avg_pool2d(maps, grid)  # (B, C, grid, grid)
+            out.append(pooled.flatten(2).transpose(1, 2).half().cpu())
+    return torch.cat(out).contiguous()
+
+
+def cached_teacher_features(teacher_dir: Path, data_config: DiffusionDataConfig, split: str,
+                            images: torch.Tensor, grid: int, cache_dir) -> torch.Tensor:
+    from safetensors.torch import save_file
+
+    teacher = load_pretrained(teacher_dir)
+    if cache_dir is None:
+        return teacher_features(teacher, images, grid)
+    key = hashlib.sha256(f"{LATENTS_VERSION}/{weights_digest(teacher_dir)}/{grid}/{cache_key(data_config, split)}"
+                         .encode()).hexdigest()[:16]
+    path = Path(cache_dir).expanduser() / f"dit-teacher-{split}-{key}.safetensors"
+    cached = read_cache(path, ["features"])
+    if cached is not None:
+        return cached["features"]
+    features = teacher_features(teacher, images, grid)
+    with written_atomically(path) as tmp:
+        save_file({"features": features}, str(tmp))
+    return features
+
+
+class CaptionedLatents(Dataset):
+    """Item i: {"mean", "std": float32 (C, h, w) scaled posterior; "tokens": int64 (L,); "mask": bool (L,)}, and
+    "features": float32 (tokens, C) when the run aligns to a teacher."""
+
+    def __init__(self, latents: dict[str, torch.Tensor], tokens: torch.Tensor, mask: torch.Tensor,
+                 features: torch.Tensor | None = None):
+        if len(latents["mean"]) != len(tokens) or (features is not None and len(features) != len(tokens)):
+            raise InputError(f"{len(latents['mean'])} latents, {len(tokens)} captions and "
+                             f"{'no' if features is None else len(features)} teacher features")
         self.mean, self.std, self.tokens, self.mask = latents["mean"], latents["std"], tokens, mask
+        self.features = features
 
     def __len__(self) -> int:
         return len(self.mean)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"mean": self.mean[i].float(), "std": self.std[i].float(), "tokens": self.tokens[i],
+        item = {"mean": self.mean[i].float(), "std": self.std[i].float(), "tokens": self.tokens[i],
                 "mask": self.mask[i]}
+        if self.features is not None:
+            item["features"] = self.features[i].float()
+        return item
 
 
 def prepare_data(config, data_config: DiTDataConfig, path=None, cache_dir=None, model=None,
@@ -180,15 +243,27 @@ def prepare_data(config, data_config: DiTDataConfig, path=None, cache_dir=None, 
         raise InputError(f"data.image_size={size} does not match the VAE in {vae_dir} (trained at "
                          f"{vae.config.image_size} px, factor {factor}); allowed: image_size={vae.config.image_size}")
     tokenizer = getattr(model, "tokenizer", None) or CaptionTokenizer.build()
-    splits = {}
+    teacher_dir = None
+    if data_config.teacher and run_dir is not None:  # features for training only
+        from zoo.models import trained_dir  # a directory, or a name with trained weights (`alexnet-mini`)
+
+        teacher_dir = trained_model_dir(str(trained_dir(data_config.teacher)), "alexnet-mini", None, data_config,
+                                        "teacher")
+    grid = size // factor // config.patch_size
+    splits, align_dim = {}, 0
     for split in ("train", "val"):
         images = load_split(data_config, split, cache_dir)
         tokens, mask = tokenizer.encode_batch(images.captions)
         latents = cached_latents(vae, vae_dir, data_config, split, images.images, cache_dir)
-        splits[split] = CaptionedLatents(latents, tokens, mask)
+        features = None
+        if teacher_dir is not None and split == "train":
+            features = cached_teacher_features(teacher_dir, data_config, split, images.images, grid, cache_dir)
+            align_dim = features.shape[-1]
+        splits[split] = CaptionedLatents(latents, tokens, mask, features)
         splits[split].captions, splits[split].attributes = images.captions, images.attributes
     config = dataclasses.replace(config, latent_channels=vae.config.latent_channels, latent_size=size // factor,
-                                 vocab_size=tokenizer.vocab_size)
+                                 vocab_size=tokenizer.vocab_size,
+                                 **({"align_dim": align_dim} if teacher_dir is not None else {}))
     frozen = {"vae": vae}
     if judge_dir is not None:
         frozen["judge"] = load_pretrained(judge_dir)
@@ -226,10 +301,13 @@ def drop_captions(tokens: torch.Tensor, mask: torch.Tensor, share: float, pad_id
     return tokens.masked_fill(drop, pad_id), mask & ~drop
 
 
-def denoising_loss(model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+def denoising_loss(model, batch: dict, generator: torch.Generator | None = None,
+                   align: bool = False) -> tuple[torch.Tensor, dict]:
     """The weighted MSE of the prediction on one draw of posterior samples, captions kept or dropped (training
-    mode only), timesteps and noise. Random draws come from `generator` (CPU); without one, from torch's global
-    generator in training mode and from a fresh one seeded EVAL_SEED in eval mode, so evaluation is
+    mode only), timesteps and noise; align=True adds REPA's term, align_weight times the negative mean cosine
+    similarity between the projected block states and the teacher's features of the same patches (batch
+    "features"), computed on the same noisy input. Random draws come from `generator` (CPU); without one, from
+    torch's global generator in training mode and from a fresh one seeded EVAL_SEED in eval mode, so evaluation is
     deterministic (as the VAE decodes its posterior mean in eval mode)."""
     config = unwrapped(model).config
     if generator is None and not model.training:
@@ -249,14 +327,25 @@ def denoising_loss(model, batch: dict, generator: torch.Generator | None = None)
     if model.training:
         tokens, mask = drop_captions(tokens, mask, config.caption_dropout, generator=generator)
     noisy, timesteps, target, weight = corrupt(config, scheduler_of(config), latents, normal(latents), generator)
-    prediction = model(noisy, timesteps, tokens, mask)
+    if not align:
+        prediction = model(noisy, timesteps, tokens, mask)
+    else:
+        prediction, projected = model(noisy, timesteps, tokens, mask, align=True)
     error = mean_squared_error_per_sample(prediction, target)
-    return (weight * error).mean(), {"mse": error.mean().detach()}
+    value, metrics = (weight * error).mean(), {"mse": error.mean().detach()}
+    if align:
+        similarity = torch.nn.functional.cosine_similarity(projected.float(), batch["features"].to(device).float(),
+                                                           dim=-1).mean()
+        value = value - config.align_weight * similarity
+        metrics["align"] = similarity.detach()
+    return value, metrics
 
 
 def loss(model, batch: dict, **frozen) -> tuple[torch.Tensor, dict]:
-    """The trainer's loss; the frozen VAE and judge are not needed (the latents are cached)."""
-    return denoising_loss(model, batch)
+    """The trainer's loss; the frozen VAE and judge are not needed (the latents and teacher features are cached).
+    A run with a teacher (config.align_dim > 0) adds the alignment term to the training loss only: validation
+    stays the plain denoising loss, comparable across runs."""
+    return denoising_loss(model, batch, align=bool(unwrapped(model).config.align_dim) and "features" in batch)
 
 
 # -----------------------------------------------------------------------------
