@@ -130,22 +130,29 @@ def encode_split(vae, images: torch.Tensor, progress: bool = True) -> dict[str, 
     return {"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous()}
 
 
-def cached_latents(vae, vae_dir: Path, data_config: DiffusionDataConfig, split: str, images: torch.Tensor,
-                   cache_dir) -> dict[str, torch.Tensor]:
+def cached_tensors(cache_dir, name: str, key: str, keys: list[str], compute) -> dict[str, torch.Tensor]:
+    """compute() -> {key: tensor}, run once per `key` (a string naming everything the tensors depend on) and kept
+    as cache_dir/<name>-<hash of key>.safetensors; without a cache_dir, computed every time."""
     from safetensors.torch import save_file
 
     if cache_dir is None:
-        return encode_split(vae, images)
-    key = hashlib.sha256(f"{LATENTS_VERSION}/{weights_digest(vae_dir)}/{cache_key(data_config, split)}"
-                         .encode()).hexdigest()[:16]
-    path = Path(cache_dir).expanduser() / f"dit-latents-{split}-{key}.safetensors"
-    cached = read_cache(path, ["mean", "std"])
+        return compute()
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    path = Path(cache_dir).expanduser() / f"{name}-{digest}.safetensors"
+    cached = read_cache(path, keys)
     if cached is not None:
         return cached
-    latents = encode_split(vae, images)
+    tensors = compute()
     with written_atomically(path) as tmp:
-        save_file(latents, str(tmp))
-    return latents
+        save_file(tensors, str(tmp))
+    return tensors
+
+
+def cached_latents(vae, vae_dir: Path, data_config: DiffusionDataConfig, split: str, images: torch.Tensor,
+                   cache_dir) -> dict[str, torch.Tensor]:
+    return cached_tensors(cache_dir, f"dit-latents-{split}",
+                          f"{LATENTS_VERSION}/{weights_digest(vae_dir)}/{cache_key(data_config, split)}",
+                          ["mean", "std"], lambda: encode_split(vae, images))
 
 
 # -----------------------------------------------------------------------------
@@ -180,21 +187,11 @@ def teacher_features(teacher, images: torch.Tensor, grid: int, progress: bool = 
 
 def cached_teacher_features(teacher_dir: Path, data_config: DiffusionDataConfig, split: str,
                             images: torch.Tensor, grid: int, cache_dir) -> torch.Tensor:
-    from safetensors.torch import save_file
-
-    teacher = load_pretrained(teacher_dir)
-    if cache_dir is None:
-        return teacher_features(teacher, images, grid)
-    key = hashlib.sha256(f"{LATENTS_VERSION}/{weights_digest(teacher_dir)}/{grid}/{cache_key(data_config, split)}"
-                         .encode()).hexdigest()[:16]
-    path = Path(cache_dir).expanduser() / f"dit-teacher-{split}-{key}.safetensors"
-    cached = read_cache(path, ["features"])
-    if cached is not None:
-        return cached["features"]
-    features = teacher_features(teacher, images, grid)
-    with written_atomically(path) as tmp:
-        save_file({"features": features}, str(tmp))
-    return features
+    """teacher_features of a split, cached per (teacher weights, grid, split); the teacher loads only to compute."""
+    return cached_tensors(
+        cache_dir, f"dit-teacher-{split}",
+        f"{LATENTS_VERSION}/{weights_digest(teacher_dir)}/{grid}/{cache_key(data_config, split)}", ["features"],
+        lambda: {"features": teacher_features(load_pretrained(teacher_dir), images, grid)})["features"]
 
 
 class CaptionedLatents(Dataset):
