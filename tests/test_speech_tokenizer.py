@@ -214,7 +214,7 @@ def test_whole_han_makes_every_han_character_one_token(tok, tmp_path):
     assert whole.vocab_size > tok.vocab_size  # the merges come on top of the requested size
     chinese = CORPUS[4]
     assert whole.encode(chinese) == [i for char in chinese for i in whole.encode(char)]  # none spans two
-    for text in CORPUS[:6] + ["漢字 unseen 🙂 字漢", ""]:  # unseen characters still spell as bytes
+    for text in CORPUS[:6] + ["漢字 unseen 🙂 字漢", "漢字abc字x", ""]:  # unseen ones spell as bytes; Han then Latin
         assert whole.decode(whole.encode(text)) == text
     whole.save(tmp_path)
     loaded = WhisperTokenizer.load(tmp_path)

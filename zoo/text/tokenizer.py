@@ -218,7 +218,10 @@ def _merge_whole(hf: HFTokenizer, chars: Sequence[str]) -> HFTokenizer:
             pieces = [pair[0] + pair[1], *pieces[2:]]
     extended = HFTokenizer.from_str(json.dumps(state))
     split = [char for char in chars if len(extended.encode(char, add_special_tokens=False).ids) != 1]
-    assert not split, f"characters left in pieces by the appended merges: {split[:5]}"
+    if split:  # the merges above complete every character by construction; a tokenizers change could break that
+        raise RuntimeError(f"whole_characters: {len(split)} character(s) still take more than one token after the "
+                           f"appended merges (first: {split[:5]}); the installed tokenizers version does not apply "
+                           f"merges as this code expects")
     return extended
 
 
