@@ -51,7 +51,7 @@ def test_every_example_is_run_here():
     scripts = {str(p.relative_to(REPO / "examples")) for p in (REPO / "examples").rglob("*.py")}
     assert scripts == {"text/train.py", "text/sample.py", "text/next_token.py", "text/lora.py",
                        "vision/train_both.py", "vision/classify.py", "speech/make_corpus.py", "speech/train.py",
-                       "speech/transcribe.py", "speech/levers.py", "diffusion/train.py",
+                       "speech/transcribe.py", "speech/levers.py", "diffusion/train.py", "diffusion/levers.py",
                        "distributed/two_nodes.py"}
 
 
@@ -195,6 +195,23 @@ def test_diffusion_train_and_draw(home, tmp_path):
         assert (folder / "model.safetensors").is_file(), folder
     assert is_png(out / "prompts.png") and is_png(out / "samples.png")
     assert "8 prompts, 4 images each" in output
+
+    # levers: the default setting draws exactly what the training run's evaluation drew (its prompts, seeds and
+    # batches), so it scores the same; a changed sampler still runs through the pipeline's own steps
+    changed = "shift=3 guidance=6 interval=0.2-0.8"
+    output = run(home, "examples/diffusion/levers.py", "sampler", out, "--setting", "", changed, "scheduler=dpm++")
+    rows = re.findall(r"^setting '(.*)': test \((\d+)\): shape ([\d.]+) colour ([\d.]+) joint ([\d.]+); "
+                      r"test_heldout \((\d+)\): shape ([\d.]+) colour ([\d.]+) joint ([\d.]+)", output, re.M)
+    assert [row[0] for row in rows] == ["", changed, "scheduler=dpm++"]
+    default = [float(value) for value in rows[0][2:5] + rows[0][6:9]]
+    recorded = json.loads((out / "metrics.json").read_text())
+    assert default == pytest.approx([recorded[f"{prefix}_{name}"] for prefix in ("gen", "gen_heldout")
+                                     for name in ("shape", "colour", "joint")], abs=1e-3)
+    output = run(home, "examples/diffusion/levers.py", "shapes", out, "--out", out)
+    counts = re.findall(r"^ *(\w+): (\d+)/(\d+)$", output, re.M)
+    prompts = int(re.search(r"test split, (\d+) prompts", output).group(1))
+    assert counts and sum(int(total) for _, _, total in counts) == prompts
+    assert is_png(out / "generated_shape_confusion.png")
 
 
 # ---------------------------------------------------------------------------------------------- distributed
