@@ -411,6 +411,22 @@ def model_dir(tmp_path):
     return tmp_path / "dit", dit, vae
 
 
+def test_saved_dit_carries_the_judge_it_was_examined_by(tmp_path):
+    """A run given data.judge=DIR exports a copy into RUN/judge, so `zoo eval RUN` and shipping judge it alone."""
+    torch.manual_seed(0)
+    judge = zoo.load("judge-shapes", **get_family("judge").tiny)
+    judge.save_pretrained(tmp_path / "judge-run")
+    vae = tiny_vae()
+    vae.save_pretrained(tmp_path / "vae-run")
+    dit = tiny_dit("flow")
+    dit.vae_dir, dit.judge_dir = tmp_path / "vae-run", tmp_path / "judge-run"
+    dit.save_pretrained(tmp_path / "dit")
+    loaded = zoo.load(tmp_path / "dit")
+    assert loaded.judge_dir == tmp_path / "dit" / "judge"
+    copied = zoo.load(loaded.judge_dir).state_dict()
+    assert all(torch.equal(copied[key], value) for key, value in judge.state_dict().items())
+
+
 def test_from_pretrained_round_trip(model_dir):
     directory, dit, vae = model_dir
     loaded = TextToImagePipeline.from_pretrained(directory, device="cpu")

@@ -389,12 +389,15 @@ def save_extras(model, directory) -> None:
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is not None:
         tokenizer.save(directory / "tokenizer.json")
-    vae_dir = getattr(model, "vae_dir", None)
-    if vae_dir is not None and Path(vae_dir).resolve() != (directory / "vae").resolve():
-        (directory / "vae").mkdir(parents=True, exist_ok=True)
+    # the VAE it was trained in and the judge it was examined by go beside it, so the directory evaluates alone
+    for helper in ("vae", "judge"):
+        source = getattr(model, f"{helper}_dir", None)
+        if source is None or Path(source).resolve() == (directory / helper).resolve():
+            continue
+        (directory / helper).mkdir(parents=True, exist_ok=True)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
-            with written_atomically(directory / "vae" / name) as tmp:
-                shutil.copyfile(Path(vae_dir) / name, tmp)
+            with written_atomically(directory / helper / name) as tmp:
+                shutil.copyfile(Path(source) / name, tmp)
 
 
 def load_extras(model, directory) -> None:
