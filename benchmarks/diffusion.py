@@ -169,8 +169,9 @@ def bench_generate(args, pipeline: TextToImagePipeline, peer: UNetPipeline) -> d
 
     @torch.inference_mode()
     def zoo_run():
-        images = pipeline(prompts, num_inference_steps=args.steps, guidance_scale=GUIDANCE, output_type="np",
-                          generator=torch.Generator().manual_seed(0), progress=False).images
+        # guidance at every step, as the peer guides: the same number of denoiser rows on both sides
+        images = pipeline(prompts, num_inference_steps=args.steps, guidance_scale=GUIDANCE, guidance_interval=None,
+                          output_type="np", generator=torch.Generator().manual_seed(0), progress=False).images
         assert images.shape == (args.batch, size, size, 3), images.shape
 
     @torch.inference_mode()

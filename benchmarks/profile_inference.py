@@ -46,7 +46,8 @@ def diffusion_call(prepack: bool):
     from zoo.shipped import shipped_dir
 
     pipeline = TextToImagePipeline.from_pretrained(shipped_dir("dit-shapes"))
-    options = dict(num_inference_steps=25, guidance_scale=4.0, output_type="np", progress=False)
+    options = dict(num_inference_steps=25, guidance_scale=4.0, guidance_interval=None, output_type="np",
+                   progress=False)
     if not prepack:
         options["prepack"] = False
     return lambda: pipeline(CAPTIONS, generator=torch.Generator().manual_seed(0), **options)

@@ -160,7 +160,7 @@ def test_guidance_is_one_batched_forward_equal_to_the_two_pass_formula(pipe, neg
     assert (cond - uncond).abs().max() > 1e-2  # the text matters, so the test can tell the branches apart
     recorder = Recorder(dit)
     out = run(pipe, prompts, negative_prompt=negative, latents=x, guidance_scale=g, num_inference_steps=1,
-              scheduler="flow-euler", output_type="latent")
+              scheduler="flow-euler", output_type="latent", guidance_interval=None)
     torch.testing.assert_close(out, x - (uncond + g * (cond - uncond)), atol=1e-5, rtol=1e-5)
     assert recorder.denoise_batches == [4]  # one forward, both branches
     assert recorder.encode_batches == [4]  # prompts and negatives encoded together, once
@@ -170,7 +170,7 @@ def test_text_encoded_once_and_one_forward_per_step():
     pipeline = make_pipeline("epsilon")
     recorder = Recorder(pipeline.dit)
     run(pipeline, [PROMPT, OTHER], num_inference_steps=5, guidance_scale=4.0, num_images_per_prompt=3,
-        scheduler="dpm++")
+        scheduler="dpm++", guidance_interval=None)
     assert recorder.encode_batches == [4]  # 2 prompts + 2 empty captions, before the loop
     assert recorder.denoise_batches == [12] * 5  # 2 prompts x 3 images x (cond, uncond), one call per step
 
@@ -187,6 +187,71 @@ def test_guidance_scale_at_most_one_is_one_conditional_pass(pipe, scale):
     assert (guided - reference).abs().max() > 1e-3
 
 
+def test_noise_level_is_the_karras_sigma_of_either_process():
+    """The DDPM family's sigma is what diffusers' Euler scheduler (Karras et al.'s parametrisation) steps through,
+    at its own fractional timesteps; the flow path's is s / (1 - s) at FlowMatchEuler's sigmas s."""
+    from diffusers import EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
+
+    from zoo.diffusion.pipeline import noise_level
+
+    dit = tiny_dit("epsilon")
+    euler = EulerDiscreteScheduler.from_config(training_scheduler("epsilon").config, timestep_spacing="linspace")
+    euler.set_timesteps(25)
+    assert any(float(t) != int(t) for t in euler.timesteps)  # interpolated between the training steps
+    ours = [noise_level(dit.config, float(t)) for t in euler.timesteps]
+    np.testing.assert_allclose(ours, euler.sigmas[:-1].double().numpy(), rtol=1e-4)
+    flow = FlowMatchEulerDiscreteScheduler.from_config(training_scheduler("flow").config)
+    flow.set_timesteps(25)
+    config = tiny_dit("flow").config
+    s = flow.sigmas[:-1].double().numpy()
+    np.testing.assert_allclose([noise_level(config, float(t)) for t in flow.timesteps], s / (1 - s), rtol=1e-5)
+
+
+def flow_sigmas(steps: int) -> np.ndarray:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    flow = FlowMatchEulerDiscreteScheduler.from_config(training_scheduler("flow").config)
+    flow.set_timesteps(steps)
+    s = flow.sigmas[:-1].double().numpy()
+    return s / (1 - s)
+
+
+def test_guidance_interval_guides_exactly_the_steps_inside_it(pipe):
+    """Inside (lo, hi] a step is one forward on the latents twice; outside it one on the conditional half."""
+    steps, interval = 10, (0.25, 4.0)
+    inside = [bool(interval[0] < sigma <= interval[1]) for sigma in flow_sigmas(steps)]
+    assert 0 < sum(inside) < steps
+    recorder = Recorder(pipe.dit)
+    partial = run(pipe, [PROMPT, OTHER], guidance_scale=4.0, guidance_interval=interval, num_inference_steps=steps,
+                  output_type="latent", generator=[seeded(0), seeded(1)])
+    assert recorder.denoise_batches == [4 if guided else 2 for guided in inside]
+    everywhere = run(pipe, [PROMPT, OTHER], guidance_scale=4.0, guidance_interval=(0, float("inf")),
+                     num_inference_steps=steps, output_type="latent", generator=[seeded(0), seeded(1)])
+    every_step = run(pipe, [PROMPT, OTHER], guidance_scale=4.0, guidance_interval=None, num_inference_steps=steps,
+                     output_type="latent", generator=[seeded(0), seeded(1)])
+    nowhere = run(pipe, [PROMPT, OTHER], guidance_scale=4.0, guidance_interval=(1e3, 1e4), num_inference_steps=steps,
+                  output_type="latent", generator=[seeded(0), seeded(1)])
+    plain = run(pipe, [PROMPT, OTHER], guidance_scale=1.0, num_inference_steps=steps, output_type="latent",
+                generator=[seeded(0), seeded(1)])
+    torch.testing.assert_close(everywhere, every_step)  # an interval holding every sigma is plain guidance
+    torch.testing.assert_close(nowhere, plain, atol=1e-5, rtol=1e-5)  # one holding none is no guidance
+    assert (partial - every_step).abs().max() > 1e-3 and (partial - plain).abs().max() > 1e-3
+    assert run(pipe, [PROMPT, OTHER], guidance_scale=4.0, num_inference_steps=steps, output_type="latent",
+               generator=[seeded(0), seeded(1)]).shape == partial.shape
+    with_default = Recorder(pipe.dit)  # the default interval: the guided steps are those inside (0.28, 2.9]
+    run(pipe, guidance_scale=4.0, num_inference_steps=steps, output_type="latent")
+    assert with_default.denoise_batches == [2 if 0.28 < sigma <= 2.9 else 1 for sigma in flow_sigmas(steps)]
+
+
+def test_guidance_interval_keeps_the_negative_prompt_out_of_unguided_steps(pipe):
+    """The conditional half of the encoded text is the prompt's rows, not the negative prompt's."""
+    kwargs = dict(guidance_scale=4.0, guidance_interval=(1e3, 1e4), output_type="latent", num_inference_steps=3,
+                  num_images_per_prompt=2)
+    negative = run(pipe, negative_prompt=NEGATIVE, **kwargs)
+    plain = run(pipe, guidance_scale=1.0, output_type="latent", num_inference_steps=3, num_images_per_prompt=2)
+    torch.testing.assert_close(negative, plain, atol=1e-5, rtol=1e-5)
+
+
 def test_empty_prompt_is_unconditional_so_guidance_changes_nothing(pipe):
     """With prompt "" the conditional and unconditional inputs are the same null caption."""
     guided = run(pipe, "", guidance_scale=5.0, output_type="latent", num_inference_steps=3)
@@ -197,11 +262,12 @@ def test_empty_prompt_is_unconditional_so_guidance_changes_nothing(pipe):
 
 
 def test_negative_prompt_replaces_the_empty_caption(pipe):
-    plain = run(pipe, guidance_scale=4.0, output_type="latent")
-    empty = run(pipe, guidance_scale=4.0, negative_prompt="", output_type="latent")
-    negative = run(pipe, guidance_scale=4.0, negative_prompt=NEGATIVE, output_type="latent")
+    steps = 5  # flow sigmas 1, 0.75, 0.5, 0.25, 0.001: two of them inside the default guidance interval
+    plain = run(pipe, guidance_scale=4.0, output_type="latent", num_inference_steps=steps)
+    empty = run(pipe, guidance_scale=4.0, negative_prompt="", output_type="latent", num_inference_steps=steps)
+    negative = run(pipe, guidance_scale=4.0, negative_prompt=NEGATIVE, output_type="latent", num_inference_steps=steps)
     per_prompt = run(pipe, [PROMPT, OTHER], guidance_scale=4.0, negative_prompt=[NEGATIVE, ""], output_type="latent",
-                     generator=[seeded(0), seeded(1)])
+                     generator=[seeded(0), seeded(1)], num_inference_steps=steps)
     torch.testing.assert_close(plain, empty)
     assert (negative - plain).abs().max() > 1e-3
     torch.testing.assert_close(per_prompt[:1], negative, atol=1e-5, rtol=1e-5)
@@ -368,6 +434,11 @@ BAD = [
     (dict(negative_prompt=NEGATIVE, guidance_scale=1.0), "negative_prompt is used only by guidance"),
     (dict(guidance_scale=float("nan")), "guidance_scale=nan; allowed: a finite number"),
     (dict(guidance_scale="4"), "guidance_scale='4'"),
+    (dict(guidance_interval=(4.0, 0.25)), r"guidance_interval=\(4.0, 0.25\); allowed: None .* 0 <= lo < hi"),
+    (dict(guidance_interval=(-1, 2)), r"guidance_interval=\(-1, 2\)"),
+    (dict(guidance_interval=0.5), "guidance_interval=0.5"),
+    (dict(guidance_interval=(0.2, float("nan"))), "guidance_interval=.*nan"),
+    (dict(guidance_interval=(0.8, 0.2), guidance_scale=1.0), r"guidance_interval=\(0.8, 0.2\)"),
     (dict(generator=[seeded(0), seeded(1)]), "list of 2 generators for 1 images"),
     (dict(generator=0), "generator must be a torch.Generator"),
 ]
@@ -457,6 +528,12 @@ def test_zoo_imagine_writes_the_pipeline_image(model_dir, tmp_path, capsys):
     expected = TextToImagePipeline(dit, vae)(PROMPT, num_inference_steps=3, guidance_scale=2.5,
                                              generator=seeded(4), progress=False).images[0]
     np.testing.assert_array_equal(np.asarray(image)[::16, ::16], np.asarray(expected))
+    assert main(["imagine", str(directory), PROMPT, "--steps", "3", "--seed", "4", "--guidance", "2.5",
+                 "--guidance-interval", "0", "inf", "--out", str(out)]) == 0
+    every_step = TextToImagePipeline(dit, vae)(PROMPT, num_inference_steps=3, guidance_scale=2.5,
+                                               guidance_interval=None, generator=seeded(4), progress=False).images[0]
+    assert not np.array_equal(np.asarray(every_step), np.asarray(expected))  # sigma = inf: guided only now
+    np.testing.assert_array_equal(np.asarray(Image.open(out))[::16, ::16], np.asarray(every_step))
 
 
 def test_zoo_imagine_grid_and_empty_prompt(model_dir, tmp_path):
@@ -474,6 +551,7 @@ def test_zoo_imagine_grid_and_empty_prompt(model_dir, tmp_path):
     ([PROMPT, "--steps", "0"], "num_inference_steps=0"),
     ([PROMPT, "--num-images", "0"], "--num-images 0"),
     ([PROMPT, "--height", "10"], "height=10"),
+    ([PROMPT, "--guidance-interval", "3", "1"], "guidance_interval=(3.0, 1.0); allowed: None"),
 ])
 def test_zoo_imagine_errors_are_one_line_with_status_2(model_dir, tmp_path, capsys, args, message):
     directory, _, _ = model_dir

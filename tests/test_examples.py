@@ -198,7 +198,7 @@ def test_diffusion_train_and_draw(home, tmp_path):
 
     # levers: the default setting draws exactly what the training run's evaluation drew (its prompts, seeds and
     # batches), so it scores the same; a changed sampler still runs through the pipeline's own steps
-    changed = "shift=3 guidance=6 interval=0.2-0.8"
+    changed = "shift=3 guidance=6 interval=0.25-4"
     output = run(home, "examples/diffusion/levers.py", "sampler", out, "--setting", "", changed, "scheduler=dpm++")
     rows = re.findall(r"^setting '(.*)': test \((\d+)\): shape ([\d.]+) colour ([\d.]+) joint ([\d.]+); "
                       r"test_heldout \((\d+)\): shape ([\d.]+) colour ([\d.]+) joint ([\d.]+)", output, re.M)

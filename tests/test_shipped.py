@@ -160,6 +160,34 @@ def test_a_failed_ship_leaves_the_shipped_copy_and_data_overrides_are_applied(ru
     verify(weights / NAME)
 
 
+def test_remeasure_rewrites_only_the_metrics_with_the_code_that_measured_them(weights, monkeypatch, capsys):
+    """After an evaluation change the figures are measured again on the same shipped files; the training
+    provenance and the hashes stay."""
+    import importlib.util
+
+    manifest_path = weights / NAME / "manifest.json"
+    before = json.loads(manifest_path.read_text())
+    stale = {**before, "metrics": {key: -1.0 for key in before["metrics"]}}
+    manifest_path.write_text(json.dumps(stale))
+    spec = importlib.util.spec_from_file_location("ship_script", Path(__file__).parents[1] / "scripts" / "ship.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([NAME, "--remeasure"]) == 0
+    after = json.loads(manifest_path.read_text())
+    assert after["metrics"] == evaluate_directory(weights / NAME) == before["metrics"]
+    assert (after["metrics_commit"], after["metrics_dirty"]) == git_state()
+    assert {k: v for k, v in after.items() if not k.startswith("metrics")} == \
+        {k: v for k, v in before.items() if k != "metrics"}
+    assert f"metrics measured at commit {git_state()[0] or 'unknown'}" in capsys.readouterr().out
+    verify(weights / NAME)
+    with pytest.raises(SystemExit):
+        script.main([NAME, "some/run", "--remeasure"])
+    assert "--remeasure takes only NAME" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main([NAME, "some/run"])
+    assert "needs RUN_DIR, --command and --wall-time-s" in capsys.readouterr().err
+
+
 def test_a_tensor_that_overflows_the_storage_dtype_is_refused(tmp_path):
     save_file({"w": torch.tensor([1.0, 1e6])}, str(tmp_path / "a.safetensors"))
     with pytest.raises(ValueError, match="overflows"):

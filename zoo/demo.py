@@ -270,7 +270,7 @@ def diffusion_section(report: Report, directories: dict[str, Path], out: Path) -
     """Images: captions the denoiser never drew, judged by an independent classifier"""
     from zoo.diffusion.data import draw_scene, scene_attributes
     from zoo.diffusion.judge import score
-    from zoo.diffusion.pipeline import TextToImagePipeline
+    from zoo.diffusion.pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL, DEFAULT_STEPS, TextToImagePipeline
     from zoo.diffusion.recipe import DiTDataConfig
 
     directory = directories["dit-shapes"]
@@ -283,8 +283,9 @@ def diffusion_section(report: Report, directories: dict[str, Path], out: Path) -
     attributes = [scene_attributes(draw_scene(config, "test_heldout", i)) for i in range(IMAGE_PROMPTS)]
     prompts = [a.caption() for a in attributes]
     generator = torch.Generator().manual_seed(DEMO_SEED)
-    images = pipeline(prompts, num_images_per_prompt=IMAGES_PER_PROMPT, num_inference_steps=25, guidance_scale=4.0,
-                      generator=generator, output_type="np").images  # (N, H, W, 3) in [0, 1], prompt-major
+    # the pipeline's defaults: the sampler the manifest's figures were measured with (zoo.diffusion.evaluation)
+    images = pipeline(prompts, num_images_per_prompt=IMAGES_PER_PROMPT, generator=generator,
+                      output_type="np").images  # (N, H, W, 3) in [0, 1], prompt-major
     asked = [a for a in attributes for _ in range(IMAGES_PER_PROMPT)]
     verdicts = score(judge, torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1, asked)
     items = []
@@ -294,8 +295,9 @@ def diffusion_section(report: Report, directories: dict[str, Path], out: Path) -
         items.append(((image * 255).round().astype(np.uint8), f"{wanted.caption()} · judge: {seen}", ok))
     joint = float(verdicts["joint"].float().mean())
     report.image_grid(items, columns=4, caption=f"{IMAGE_PROMPTS} held-out compositions (a shape and a colour never "
-                      f"drawn together in training), {IMAGES_PER_PROMPT} images each, 25 steps, guidance 4; "
-                      f"the judge finds shape and colour right in {joint:.0%}")
+                      f"drawn together in training), {IMAGES_PER_PROMPT} images each, {DEFAULT_STEPS} steps, "
+                      f"guidance {DEFAULT_GUIDANCE:g} for noise levels in ({DEFAULT_GUIDANCE_INTERVAL[0]}, "
+                      f"{DEFAULT_GUIDANCE_INTERVAL[1]}]; the judge finds shape and colour right in {joint:.0%}")
     print(f"  the judge finds shape and colour right in {joint:.0%} of {len(images)} images")
     return {"joint": joint, "shape": float(verdicts["shape"].float().mean()),
             "colour": float(verdicts["colour"].float().mean())}

@@ -9,6 +9,7 @@ the shipped files themselves, after the cast to the storage dtype) and the sha25
 verifies every hash and refuses files the manifest does not list, so what loads is exactly what was measured.
 
     ship(run_dir, name, command, wall_time_s)   a finished run -> zoo/weights/<name> (scripts/ship.py)
+    remeasure(name)                             the shipped files scored again by today's evaluation
     load_shipped(name)                          verify, then load (zoo.load(name, pretrained=True) falls back here)
     reproduce(name, out)                        run the manifest's command again and compare (zoo reproduce)
 
@@ -164,6 +165,25 @@ def ship(run_dir: str | Path, name: str, command: str, wall_time_s: float, dtype
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         verify(tmp)  # nothing else landed in the copy (evaluation writes no file without an out_dir)
     return root / name
+
+
+def remeasure(name: str, root: str | Path | None = None) -> dict[str, float]:
+    """Score the shipped copy ROOT/name again as `zoo eval` does now and rewrite its manifest's metrics, for when
+    the evaluation itself changes (a sampler, a metric); the weights, command, commit and wall time stay. The
+    manifest then also records metrics_commit and metrics_dirty: the code that measured the figures, which is no
+    longer the training commit's. Returns the new metrics."""
+    if not _valid_name(name):
+        raise InputError(f"{name!r} is not a shipped model name (a plain directory name, not starting with '.')")
+    directory = (Path(root) if root is not None else weights_root()) / name
+    manifest = verify(directory)
+    metrics = {key: float(value) for key, value in evaluate_directory(directory).items()
+               if isinstance(value, (int, float))}
+    commit, dirty = git_state()
+    manifest.update(metrics=metrics, metrics_commit=commit, metrics_dirty=dirty)
+    with written_atomically(directory / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    verify(directory)
+    return metrics
 
 
 def copy_loadable(source: Path, target: Path, dtype: torch.dtype, prefix: str = "") -> list[str]:

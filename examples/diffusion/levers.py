@@ -1,23 +1,26 @@
 """Two measurements behind the diffusion section's account of where the joint accuracy is lost (README "Diffusion").
 
-    python examples/diffusion/levers.py sampler MODEL [--prompts 200] [--setting "shift=3" "guidance=1" ...]
+    python examples/diffusion/levers.py sampler MODEL [--prompts 200] [--splits val] [--setting "shift=3" ...]
     python examples/diffusion/levers.py shapes MODEL [--prompts 400] [--out DIR]
 
 MODEL is a trained dit directory (`zoo train dit-shapes --out DIR`) or a shipped name such as dit-shapes; its judge
 is the one it was trained beside (DIR/judge), its prompts those of `zoo eval`: the captions of the first --prompts
 scenes of the test split (and, for sampler, of the held-out-pairs split), one image each, seeds as in
-zoo.diffusion.evaluation, so the setting "" (the defaults) reproduces `zoo eval`'s gen_joint and gen_heldout_joint.
+zoo.diffusion.evaluation, so the setting "" (the evaluation's sampler) reproduces `zoo eval`'s gen_joint and
+gen_heldout_joint. sampler --splits val draws from the validation split's captions instead: the split to choose a
+sampler on, so that the test figures stay unseen by the choice.
 
 sampler: the same denoiser sampled once per --setting, each a space-separated list of key=value changes to the
-default (flow-euler, 25 steps, guidance 4):
+evaluation's sampler (zoo.diffusion.evaluation: the model's default scheduler, its steps, guidance and guidance
+interval):
   scheduler=NAME     one of zoo.diffusion.pipeline.SCHEDULERS that samples the model's objective (dpm++)
   steps=N            sampling steps
-  guidance=G         classifier-free guidance scale (<= 1: none)
+  guidance=G         classifier-free guidance scale (<= 1: none; the interval is then dropped)
   shift=S            the timestep shift of SD3's flow sampler (Esser et al., 2024, section 5.3.2: sigma' =
                      S sigma / (1 + (S - 1) sigma); S > 1 spends more steps at high noise); flow-euler only
-  interval=LO-HI     guide only while the noise level sigma is in [LO, HI], the plain conditional prediction
-                     elsewhere (Kynkaanniemi et al., 2024, "Applying Guidance in a Limited Interval Improves
-                     Sample and Distribution Quality in Diffusion Models"); flow models only
+  interval=LO-HI     guide only while the noise level sigma of Karras et al. is in (LO, HI], the plain
+                     conditional prediction elsewhere (the pipeline's guidance_interval; Kynkaanniemi et al., 2024);
+                     interval=all guides every step. Flow s = sigma / (1 + sigma): 0.25-4 is s in (0.2, 0.8]
 For each it prints the judge's shape, colour and joint accuracy on both splits and the seconds it took.
 
 shapes: the default sampler on the test split; for each shape, how often the judge sees the shape the caption
@@ -35,7 +38,7 @@ import torch
 
 from zoo.checkpoint import load_pretrained
 from zoo.diffusion.data import SHAPES, load_split
-from zoo.diffusion.evaluation import BATCH, GUIDANCE, SEED, STEPS
+from zoo.diffusion.evaluation import BATCH, GUIDANCE, GUIDANCE_INTERVAL, SEED, STEPS
 from zoo.diffusion.judge import predict, score
 from zoo.diffusion.pipeline import TextToImagePipeline, build_scheduler, check_scheduler
 from zoo.evaluation import load_for_eval
@@ -44,22 +47,6 @@ from zoo.plots import save_confusion_matrix
 from zoo.registry import zoo_home
 
 SETTING_KEYS = {"scheduler": str, "steps": int, "guidance": float, "shift": float, "interval": str}
-
-
-class IntervalGuidance(TextToImagePipeline):
-    """Guidance only while sigma (the DiT's flow timestep / T) lies in `interval`; elsewhere the conditional
-    prediction alone, from the conditional half of the encoded text (the unconditional half comes first)."""
-
-    def __init__(self, dit, vae, interval: tuple[float, float]):
-        super().__init__(dit, vae)
-        self.interval = interval
-
-    def predict(self, latents, timestep, text, guidance_scale):
-        sigma = float(timestep.flatten()[0]) / self.dit.config.num_train_timesteps
-        if guidance_scale > 1 and not self.interval[0] <= sigma <= self.interval[1]:
-            conditional = tuple(part[len(part) // 2:] for part in text)
-            return super().predict(latents, timestep, conditional, 1.0)
-        return super().predict(latents, timestep, text, guidance_scale)
 
 
 def parse_setting(text: str) -> dict:
@@ -72,10 +59,11 @@ def parse_setting(text: str) -> dict:
         try:
             setting[key] = SETTING_KEYS[key](value)
             if key == "interval":
-                low, high = map(float, re.fullmatch(r"([\d.]+)-([\d.]+)", value).groups())
-                setting[key] = (low, high)
+                setting[key] = None if value == "all" else tuple(
+                    map(float, re.fullmatch(r"([\d.]+)-([\d.]+|inf)", value).groups()))
         except (ValueError, AttributeError):
-            raise SystemExit(f"--setting {text!r}: {item!r} has a bad value (interval: LO-HI, e.g. 0.2-0.8)") from None
+            raise SystemExit(f"--setting {text!r}: {item!r} has a bad value (interval: LO-HI, e.g. 0.25-4, or all)") \
+                from None
     return setting
 
 
@@ -94,6 +82,7 @@ def draw(pipeline: TextToImagePipeline, prompts: list[str], setting: dict) -> to
     the pipeline's own steps (encode, noise, sample, decode) so the scheduler can be any diffusers config."""
     name = check_scheduler(setting.get("scheduler", pipeline.scheduler), pipeline.dit.config.objective)
     steps, guidance = setting.get("steps", STEPS), setting.get("guidance", GUIDANCE)
+    interval = setting.get("interval", GUIDANCE_INTERVAL) if guidance > 1 else None
     c, factor, images = pipeline.dit.config, pipeline.vae.factor, []
     for start in range(0, len(prompts), BATCH):
         batch = prompts[start:start + BATCH]
@@ -103,7 +92,8 @@ def draw(pipeline: TextToImagePipeline, prompts: list[str], setting: dict) -> to
         text = pipeline.encode_prompts(batch, [""] * len(batch) if guidance > 1 else None, 1)
         side = pipeline.default_size() // factor
         latents = pipeline.prepare_latents((len(batch), c.latent_channels, side, side), generator, None, scheduler)
-        latents = pipeline.sample(latents, text, scheduler, guidance, generator, progress=False)
+        latents = pipeline.sample(latents, text, scheduler, guidance, generator, progress=False,
+                                  guidance_interval=interval)
         out = torch.from_numpy(pipeline.decode(latents, "np")).permute(0, 3, 1, 2).float()
         images.append(out * 2 - 1)
     return torch.cat(images)
@@ -126,13 +116,10 @@ def split_prompts(data_config, split: str, n: int) -> tuple[list[str], list]:
 
 def sampler(args):
     dit, vae, judge, data_config = load(args.model)
-    splits = {split: split_prompts(data_config, split, args.prompts) for split in ("test", "test_heldout")}
+    splits = {split: split_prompts(data_config, split, args.prompts) for split in args.splits}
+    pipeline = TextToImagePipeline(dit, vae)
     for text in args.setting:
         setting = parse_setting(text)
-        interval = setting.get("interval")
-        if interval is not None and dit.config.objective != "flow":
-            raise SystemExit("interval= reads sigma from the DiT's flow timestep: flow models only")
-        pipeline = IntervalGuidance(dit, vae, interval) if interval else TextToImagePipeline(dit, vae)
         began, figures = time.perf_counter(), []
         for split, (prompts, attributes) in splits.items():
             right = score(judge, draw(pipeline, prompts, setting), attributes)
@@ -168,9 +155,11 @@ if __name__ == "__main__":
     p = sub.add_parser("sampler")
     p.add_argument("model", help="a trained dit run directory, or a shipped name such as dit-shapes")
     p.add_argument("--prompts", type=int, default=200, help="prompts of each split")
+    p.add_argument("--splits", nargs="+", choices=("val", "test", "test_heldout"), default=["test", "test_heldout"],
+                   help="whose captions to draw (val: to choose a sampler on)")
     p.add_argument("--setting", nargs="+", metavar="'KEY=VALUE ...'",
                    default=["", "shift=3", "shift=0.5", "scheduler=dpm++", "steps=100", "guidance=1",
-                            "interval=0-0.7", "guidance=6 interval=0.2-0.8"])
+                            "interval=all", "guidance=6 interval=0.25-4"])
     p = sub.add_parser("shapes")
     p.add_argument("model", help="a trained dit run directory, or a shipped name such as dit-shapes")
     p.add_argument("--prompts", type=int, default=400)

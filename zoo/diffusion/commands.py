@@ -5,14 +5,16 @@
 
 One image is written as it is, several as a grid (a prompt's images in rows of ceil(sqrt(K))); images smaller
 than 128 px are enlarged by an integer factor, nearest neighbour, as the VAE's reconstruction grids are, so 32 px
-scenes can be looked at. The pipeline (zoo.diffusion.pipeline) is imported only when the command runs: diffusers
-costs seconds at import, and the family module registering this command must stay cheap.
+scenes can be looked at. diffusers is imported only when the command runs (zoo.diffusion.pipeline imports it inside
+the functions that build schedulers): it costs seconds at import, and the family module registering this command
+must stay cheap.
 """
 
 import argparse
 import math
 from pathlib import Path
 
+from zoo.diffusion.pipeline import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL
 from zoo.errors import InputError
 from zoo.registry import Command
 
@@ -25,7 +27,10 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--out", required=True, help="image file to write (.png, .jpg, ...)")
     p.add_argument("--steps", type=int, help="sampling steps (default 25)")
     p.add_argument("--guidance", type=float,
-                   help="classifier-free guidance scale (default 4.0; <= 1 turns guidance off)")
+                   help=f"classifier-free guidance scale (default {DEFAULT_GUIDANCE}; <= 1 turns guidance off)")
+    p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LO", "HI"),
+                   help=f"guide only the steps whose noise level sigma (Karras et al.) is in (LO, HI] (default "
+                        f"{DEFAULT_GUIDANCE_INTERVAL[0]} {DEFAULT_GUIDANCE_INTERVAL[1]}; 0 inf guides every step)")
     p.add_argument("--seed", type=int, default=0, help="the noise seed: the same seed draws the same image (default 0)")
     p.add_argument("--num-images", type=int, default=1, help="images of the prompt; more than 1 writes a grid")
     p.add_argument("--scheduler", help="dpm++ | ddim | euler | ddpm | flow-euler (default: dpm++ for epsilon and v "
@@ -91,6 +96,8 @@ def run(args: argparse.Namespace):
         options["num_inference_steps"] = args.steps
     if args.guidance is not None:
         options["guidance_scale"] = args.guidance
+    if args.guidance_interval is not None:
+        options["guidance_interval"] = tuple(args.guidance_interval)
     generator = torch.Generator().manual_seed(args.seed)
     images = pipeline(args.prompt, generator=generator, output_type="np", **options).images
     scale = save_images(images, out)

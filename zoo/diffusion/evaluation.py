@@ -5,8 +5,9 @@
 The prompts are the captions of the first `prompts_per_split` scenes of two splits the denoiser never trained on:
 `test` (fresh scenes of the (shape, colour) pairs seen in training) and `test_heldout` (pairs never seen together,
 each shape and each colour seen with others: compositional generalisation). One image per prompt, drawn with a
-fixed seed, `steps` sampling steps and `guidance`; the judge reads each image and is scored against the caption's
-shape, colour, size and position (joint: shape and colour both right). The same judge grades the VAE's
+fixed seed, `steps` sampling steps, `guidance` and `guidance_interval` (the pipeline's defaults: 25 steps, guidance
+8 for noise levels in (0.28, 2.9]); the judge reads each image and is scored against the caption's shape, colour,
+size and position (joint: shape and colour both right). The same judge grades the VAE's
 reconstructions of the real test images (the ceiling any denoiser in that latent space can reach) and the real
 images themselves (the judge's own accuracy on this split).
 
@@ -21,12 +22,14 @@ from pathlib import Path
 import torch
 
 from zoo.diffusion.data import CaptionedImages, DiffusionDataConfig, load_split
+from zoo.diffusion.pipeline import DEFAULT_GUIDANCE as GUIDANCE
+from zoo.diffusion.pipeline import DEFAULT_GUIDANCE_INTERVAL as GUIDANCE_INTERVAL
+from zoo.diffusion.pipeline import DEFAULT_STEPS as STEPS
+from zoo.diffusion.pipeline import TextToImagePipeline
 from zoo.diffusion.vae import to_model_range
 from zoo.utils import eval_mode, model_device
 
 PROMPTS_PER_SPLIT = 200
-STEPS = 25
-GUIDANCE = 4.0
 SEED = 0
 BATCH = 100
 GRID_PER_SPLIT = 8  # samples.png: this many prompts of each split, generated above real
@@ -38,13 +41,15 @@ def _images_of_split(split: CaptionedImages, n: int) -> tuple[torch.Tensor, list
 
 
 @torch.no_grad()
-def generate(pipeline, prompts: list[str], steps: int, guidance: float, seed: int) -> torch.Tensor:
+def generate(pipeline, prompts: list[str], steps: int, guidance: float, seed: int,
+             guidance_interval: tuple[float, float] | None = GUIDANCE_INTERVAL) -> torch.Tensor:
     """Images (N, 3, H, W) in [-1, 1], one per prompt, in batches of BATCH with seeds seed, seed + 1, ..."""
     images = []
     for start in range(0, len(prompts), BATCH):
         generator = torch.Generator().manual_seed(seed + start)
         out = pipeline(prompts[start:start + BATCH], num_inference_steps=steps, guidance_scale=guidance,
-                       generator=generator, output_type="np", progress=False).images
+                       guidance_interval=guidance_interval, generator=generator, output_type="np",
+                       progress=False).images
         images.append(torch.from_numpy(out).permute(0, 3, 1, 2).float() * 2 - 1)
     return torch.cat(images)
 
@@ -69,11 +74,11 @@ def accuracies(judge, images: torch.Tensor, attributes: list, prefix: str) -> di
 
 def evaluate_generation(dit, vae, judge, data_config: DiffusionDataConfig, out_dir=None,
                         prompts_per_split: int = PROMPTS_PER_SPLIT, steps: int = STEPS, guidance: float = GUIDANCE,
-                        seed: int = SEED) -> dict[str, float]:
+                        seed: int = SEED, guidance_interval: tuple[float, float] | None = GUIDANCE_INTERVAL
+                        ) -> dict[str, float]:
     """The judge's verdicts on generated images, VAE reconstructions and real images (module docstring); with
     out_dir also samples.png (prompts of both splits: generated row above the real scene's row)."""
     from zoo.diffusion.judge import features, frechet_distance, kernel_distance
-    from zoo.diffusion.pipeline import TextToImagePipeline
     from zoo.registry import zoo_home
 
     pipeline = TextToImagePipeline(dit, vae)
@@ -81,7 +86,7 @@ def evaluate_generation(dit, vae, judge, data_config: DiffusionDataConfig, out_d
     metrics, grid = {}, []
     for split, prefix in (("test", "gen"), ("test_heldout", "gen_heldout")):
         real, prompts, attributes = _images_of_split(load_split(data_config, split, cache_dir), prompts_per_split)
-        generated = generate(pipeline, prompts, steps, guidance, seed)
+        generated = generate(pipeline, prompts, steps, guidance, seed, guidance_interval)
         metrics.update(accuracies(judge, generated, attributes, prefix))
         if split == "test":
             metrics.update(accuracies(judge, reconstruct(vae, real), attributes, "vae"))

@@ -38,8 +38,23 @@ the negative prompt replaces the empty caption). The text is encoded once per ca
 in one batch, and every step runs ONE denoiser forward on the latents twice over (unconditional half first), as
 diffusers does. guidance_scale <= 1 means no guidance, as in diffusers: one conditional pass per step, the plain
 conditional model (a scale below 1 is treated as 1, not as an interpolation towards the unconditional model), and
-a negative prompt is then refused rather than silently ignored. Default 4.0, the scale of DiT's sample figures
-(Peebles & Xie, 2023); the judge's evaluation (zoo.diffusion.evaluation) uses the same.
+a negative prompt is then refused rather than silently ignored.
+
+Guidance interval (Kynkaanniemi et al., 2024, "Applying Guidance in a Limited Interval Improves Sample and
+Distribution Quality in Diffusion Models"): guidance_interval=(lo, hi) guides only the steps whose noise level
+sigma lies in (lo, hi], the plain conditional prediction elsewhere (one pass of the latents, not two). At high noise
+guidance drives every sample of a caption towards the same few layouts, at low noise it only sharpens what is
+already decided; in between it settles what the caption asks for. sigma is the noise level of Karras et al. (2022)
+whatever the objective, so one interval means the same for every model: the noisy latents divided by their signal
+coefficient are x0 + sigma * eps, i.e. sigma = s / (1 - s) on the flow path and sqrt((1 - abar) / abar) on the
+DDPM one (noise_level). The paper's best interval for EDM2 is (0.28, 5.42] for its S model and (0.28, 2.9] for XXL,
+flow s in (0.22, 0.84] and (0.22, 0.74]. None guides every step, as diffusers does; the interval has no effect
+without guidance (guidance_scale <= 1).
+
+Defaults: guidance 8 within (0.28, 2.9], the XXL interval, chosen over DiT's guidance 4 at every step (Peebles &
+Xie, 2023) by the judge's joint accuracy on the validation captions of dit-shapes (README, "Diffusion", with the
+command), so that the test figures stay unseen by the choice. `zoo imagine`, the demo and the judge's evaluation
+(zoo.diffusion.evaluation) all sample with these defaults.
 
 The empty prompt "" is allowed: unconditional generation (the learned null caption). Every other prompt must be in
 the caption grammar's vocabulary (zoo.diffusion.data): an unknown word would silently become <unk>, a token the
@@ -67,7 +82,8 @@ FLOW_SCHEDULERS = ("flow-euler", "dpm++")  # those that sample a rectified-flow 
 DDPM_SCHEDULERS = ("dpm++", "ddim", "euler", "ddpm")  # those that sample an epsilon / v model correctly
 OUTPUT_TYPES = ("pil", "np", "latent")
 DEFAULT_STEPS = 25
-DEFAULT_GUIDANCE = 4.0
+DEFAULT_GUIDANCE = 8.0
+DEFAULT_GUIDANCE_INTERVAL = (0.28, 2.9)  # noise levels sigma; module docstring
 
 
 @dataclass
@@ -142,6 +158,21 @@ def model_timestep(scheduler, index: int, t: torch.Tensor, num_train_timesteps: 
     return t.float()
 
 
+def noise_level(dit_config, timestep: float) -> float:
+    """Karras et al.'s sigma at the timestep the DiT sees (module docstring): s / (1 - s) for a flow model (s =
+    timestep / T; infinite at s = 1), sqrt((1 - abar) / abar) for the DDPM family, abar read off the training
+    schedule and interpolated between integer steps for Euler's fractional timesteps."""
+    from zoo.diffusion.objectives import training_scheduler
+
+    c = dit_config
+    if c.objective == "flow":
+        s = timestep / c.num_train_timesteps
+        return math.inf if s >= 1 else s / (1 - s)
+    alphas = training_scheduler(c.objective, c.num_train_timesteps, c.beta_schedule).alphas_cumprod.double().numpy()
+    abar = float(np.interp(timestep, np.arange(len(alphas)), alphas))
+    return math.sqrt((1 - abar) / abar)
+
+
 def step_kwargs(scheduler, generator) -> dict:
     """The generator for the schedulers that draw noise in step (DDPM), so a seed fixes the whole image."""
     return {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
@@ -212,6 +243,18 @@ def check_generator(generator, n: int):
                              f"torch.Generator, or one per image (len(prompts) * num_images_per_prompt)")
         return list(generator)
     raise InputError(f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}")
+
+
+def check_guidance_interval(interval) -> tuple[float, float] | None:
+    """None, or (lo, hi) with 0 <= lo < hi (hi may be math.inf): the noise levels guided (module docstring)."""
+    if interval is None:
+        return None
+    numbers = (isinstance(interval, (tuple, list)) and len(interval) == 2
+               and all(isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isnan(x) for x in interval))
+    if not numbers or not 0 <= interval[0] < interval[1]:
+        raise InputError(f"guidance_interval={interval!r}; allowed: None (guide every step) or (lo, hi) with "
+                         f"0 <= lo < hi, noise levels sigma of Karras et al. (e.g. (0.28, 2.9))")
+    return float(interval[0]), float(interval[1])
 
 
 def check_latents(latents, shape: tuple[int, ...]) -> torch.Tensor:
@@ -306,7 +349,8 @@ class TextToImagePipeline:
         return latents * getattr(scheduler, "init_noise_sigma", 1.0)
 
     def predict(self, latents: torch.Tensor, timestep: torch.Tensor, text, guidance_scale: float) -> torch.Tensor:
-        """The (guided) prediction at one step: one denoiser forward, on the latents twice when guiding."""
+        """The (guided) prediction at one step: one denoiser forward, on the latents twice when guiding (`text`
+        then holds the unconditional rows first, then the conditional ones)."""
         guided = guidance_scale > 1
         x = torch.cat([latents, latents]) if guided else latents
         dtype = next(self.dit.parameters()).dtype
@@ -317,12 +361,17 @@ class TextToImagePipeline:
         return uncond + guidance_scale * (cond - uncond)
 
     def sample(self, latents: torch.Tensor, text, scheduler, guidance_scale: float, generator,
-               progress: bool, prepack: bool = True) -> torch.Tensor:
-        """Run the scheduler's steps from the initial latents; the final latents, checked finite."""
+               progress: bool, prepack: bool = True, guidance_interval: tuple[float, float] | None = None
+               ) -> torch.Tensor:
+        """Run the scheduler's steps from the initial latents; the final latents, checked finite. Outside
+        `guidance_interval` a step takes the conditional half of `text` and one unguided pass."""
         from tqdm.auto import tqdm
 
         T = self.dit.config.num_train_timesteps
         extra = step_kwargs(scheduler, generator)
+        if guidance_scale <= 1:
+            guidance_interval = None  # nothing to limit: every step is the one conditional pass
+        conditional = tuple(part[len(part) // 2:] for part in text) if guidance_scale > 1 else text
         # The denoiser's matrix multiplies are most of sampling's time (torch.profiler); on a CPU they run on
         # oneDNN-packed copies of its weights (zoo.nn.packed), reordered once for all the steps. rows: the
         # batch's patch tokens, the M of every multiply.
@@ -331,7 +380,12 @@ class TextToImagePipeline:
         with packing:
             for i, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", unit="step", disable=not progress)):
                 x = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
-                prediction = self.predict(x, model_timestep(scheduler, i, t, T), text, guidance_scale)
+                timestep = model_timestep(scheduler, i, t, T)
+                if guidance_interval is None or guidance_interval[0] < noise_level(self.dit.config, float(timestep)) \
+                        <= guidance_interval[1]:
+                    prediction = self.predict(x, timestep, text, guidance_scale)
+                else:
+                    prediction = self.predict(x, timestep, conditional, 1.0)
                 latents = scheduler.step(prediction, t, latents, **extra, return_dict=False)[0]
         if not bool(torch.isfinite(latents).all()):
             raise InputError(f"sampling diverged: the final latents hold NaN/inf ({type(scheduler).__name__}, "
@@ -360,7 +414,8 @@ class TextToImagePipeline:
                  height: int | None = None, width: int | None = None, num_inference_steps: int = DEFAULT_STEPS,
                  guidance_scale: float = DEFAULT_GUIDANCE, num_images_per_prompt: int = 1, generator=None,
                  latents: torch.Tensor | None = None, output_type: str = "pil", scheduler: str | None = None,
-                 progress: bool = True, prepack: bool = True) -> ImagePipelineOutput:
+                 progress: bool = True, prepack: bool = True,
+                 guidance_interval: tuple[float, float] | None = DEFAULT_GUIDANCE_INTERVAL) -> ImagePipelineOutput:
         """Images for `prompt` (a str, or a list: num_images_per_prompt each, a prompt's images adjacent).
 
         negative_prompt: replaces the empty caption as guidance's unconditional input (a str for all prompts, or
@@ -368,6 +423,8 @@ class TextToImagePipeline:
             multiples of the VAE factor times the patch size. guidance_scale <= 1: no guidance (one conditional
             pass per step). generator: a torch.Generator (or one per image) fixing the noise; latents: that noise
             (N, C, h, w) given directly, unit variance (scaled by the scheduler's init_noise_sigma here).
+        guidance_interval: (lo, hi) guides only the steps whose noise level sigma (Karras et al.) is in (lo, hi]
+            (module docstring); None guides every step. No effect when guidance_scale <= 1.
         output_type: "pil" | "np" | "latent". scheduler: a name of SCHEDULERS (default: the pipeline's).
         prepack: on a CPU, the denoiser multiplies by oneDNN-packed copies of its weights while sampling
             (zoo.nn.packed; the same images up to fp32 rounding, faster).
@@ -375,6 +432,7 @@ class TextToImagePipeline:
         prompts, negatives, shape, scheduler_name, generator = self.check_call(
             prompt, negative_prompt, height, width, num_inference_steps, guidance_scale, num_images_per_prompt,
             generator, output_type, scheduler)
+        interval = check_guidance_interval(guidance_interval)
         if latents is not None:
             check_latents(latents, shape)
         if not isinstance(prepack, bool):
@@ -384,7 +442,7 @@ class TextToImagePipeline:
             sched.set_timesteps(num_inference_steps, device=self.device)
             text = self.encode_prompts(prompts, negatives if guidance_scale > 1 else None, num_images_per_prompt)
             x = self.prepare_latents(shape, generator, latents, sched)
-            x = self.sample(x, text, sched, guidance_scale, generator, progress, prepack)
+            x = self.sample(x, text, sched, guidance_scale, generator, progress, prepack, interval)
             if output_type == "latent":
                 return ImagePipelineOutput(images=x)
             return ImagePipelineOutput(images=self.decode(x, output_type))
