@@ -172,7 +172,7 @@ def test_remeasure_rewrites_only_the_metrics_with_the_code_that_measured_them(we
     spec = importlib.util.spec_from_file_location("ship_script", Path(__file__).parents[1] / "scripts" / "ship.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert script.main([NAME, "--remeasure"]) == 0
+    assert script.main([NAME, "--remeasure", "--eval-set", "n_train=1"]) == 0  # a training split it does not read
     after = json.loads(manifest_path.read_text())
     assert after["metrics"] == evaluate_directory(weights / NAME) == before["metrics"]
     assert (after["metrics_commit"], after["metrics_dirty"]) == git_state()
@@ -186,6 +186,9 @@ def test_remeasure_rewrites_only_the_metrics_with_the_code_that_measured_them(we
     with pytest.raises(SystemExit):
         script.main([NAME, "some/run"])
     assert "needs RUN_DIR, --command and --wall-time-s" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main([NAME, "some/run", "--command", "c", "--wall-time-s", "1", "--eval-set", "n_train=1"])
+    assert "--eval-set is for --remeasure" in capsys.readouterr().err
 
 
 def test_a_tensor_that_overflows_the_storage_dtype_is_refused(tmp_path):

@@ -167,16 +167,18 @@ def ship(run_dir: str | Path, name: str, command: str, wall_time_s: float, dtype
     return root / name
 
 
-def remeasure(name: str, root: str | Path | None = None) -> dict[str, float]:
+def remeasure(name: str, root: str | Path | None = None, data_overrides: dict | None = None) -> dict[str, float]:
     """Score the shipped copy ROOT/name again as `zoo eval` does now and rewrite its manifest's metrics, for when
-    the evaluation itself changes (a sampler, a metric); the weights, command, commit and wall time stay. The
-    manifest then also records metrics_commit and metrics_dirty: the code that measured the figures, which is no
-    longer the training commit's. Returns the new metrics."""
+    the evaluation or its test data change (a sampler, a metric, a corpus fix); the weights, command, commit and
+    wall time stay. The manifest then also records metrics_commit and metrics_dirty: the code that measured the
+    figures, which is no longer the training commit's. data_overrides ({"corpus.train_clips": 1}) shrink data the
+    evaluation does not read: every split is a pure function of (seed, split, index), so the test splits, and
+    the figures, are the same. Returns the new metrics."""
     if not _valid_name(name):
         raise InputError(f"{name!r} is not a shipped model name (a plain directory name, not starting with '.')")
     directory = (Path(root) if root is not None else weights_root()) / name
     manifest = verify(directory)
-    metrics = {key: float(value) for key, value in evaluate_directory(directory).items()
+    metrics = {key: float(value) for key, value in evaluate_directory(directory, data_overrides=data_overrides).items()
                if isinstance(value, (int, float))}
     commit, dirty = git_state()
     manifest.update(metrics=metrics, metrics_commit=commit, metrics_dirty=dirty)
