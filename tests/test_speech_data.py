@@ -108,6 +108,9 @@ def test_realisations_are_grammatical_in_each_language():
     assert [G.realise(old_bird, lang) for lang in ("en", "fr", "de")] == [
         "There is an old bird at the station.", "Il y a un vieil oiseau à la gare.",
         "Es gibt einen alten Vogel am Bahnhof."]
+    # an adjective whose predicative form ends in -e inflects on the stem without it: müde -> müden, not müdeen
+    tired_dog = G.Abstract("exist", obj=G.NP(noun("dog"), "indef", adj=adj("tired")), place=noun("station"))
+    assert G.realise(tired_dog, "de") == "Es gibt einen müden Hund am Bahnhof."
 
 
 def test_grammar_translations_and_lexicon_sizes():

@@ -47,7 +47,7 @@ from zoo.speech.grammar import LANGUAGES, SPLITS, SentenceGenerator, check_langu
 from zoo.utils import written_atomically
 
 # Bump whenever the audio or rows a given (config, split, index) produces change: it is part of the cache key.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # eSpeak voice per Whisper language code: Mandarin is "cmn" in eSpeak (ISO 639-3), "zh" in Whisper.
 ESPEAK_VOICES = {"en": "en", "es": "es", "fr": "fr", "de": "de", "zh": "cmn"}
 # eSpeak's voice variants (espeak-ng-data/voices/!v): seven male, five female, and the language's default.

@@ -236,7 +236,7 @@ young | joven/joven/jóvenes/jóvenes | jeune | jung | 年轻 | person animal
 friendly | amable | gentil/gentille/gentils/gentilles | freundlich | 友好 | person animal
 happy | feliz/feliz/felices/felices | heureux | glücklich | 快乐 | person animal
 sad | triste | triste | traurig | 难过 | person animal estar
-tired | cansado | fatigué | müde | 累 | person animal estar
+tired | cansado | fatigué | müde/müd | 累 | person animal estar
 rich | rico | riche | reich | 有钱 | person
 poor | pobre | pauvre | arm | 穷 | person
 strong | fuerte | fort | stark | 强壮 | person animal
