@@ -8,8 +8,9 @@ r"""Ship a finished run's weights inside the package (for maintainers): zoo/weig
     python scripts/ship.py whisper-cpu --remeasure --eval-set corpus.train_clips=1
 
 --command is the exact command that trained the run (`zoo reproduce NAME` runs it again); --wall-time-s is how
-long it took. --set-data rewrites the shipped train_config.json's data section (paths of the maintainer's runs). --eval-set
-changes a data field for --remeasure's evaluation only (a training split it does not read, shrunk to one item).
+long it took. --set-data rewrites the shipped train_config.json's data section (paths of the maintainer's runs).
+--eval-set changes a data field for --remeasure's evaluation only (a training split it does not read, shrunk to one
+item).
 Set ZOO_WEIGHTS_DIR to ship somewhere other than zoo/weights.
 """
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", help="the exact shell command that trained the run")
     parser.add_argument("--wall-time-s", type=float, help="how long that command ran, in seconds")
     parser.add_argument("--eval-set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="with --remeasure: a data field for the evaluation only (corpus.train_clips=1); repeatable")
+                        help="with --remeasure: a data field for the evaluation only (corpus.train_clips=1); "
+                             "repeatable")
     parser.add_argument("--remeasure", action="store_true",
                         help="instead of shipping: evaluate the shipped NAME again and rewrite its manifest's metrics")
     parser.add_argument("--dtype", default="float16", choices=STORAGE_DTYPES, help="storage dtype of float tensors")
