@@ -16,12 +16,12 @@ interval):
   scheduler=NAME     one of zoo.diffusion.pipeline.SCHEDULERS that samples the model's objective (dpm++)
   steps=N            sampling steps
   guidance=G         classifier-free guidance scale (<= 1: none; the interval is then dropped)
-  shift=S            the timestep shift of SD3's flow sampler (Esser et al., 2024, section 5.3.2: sigma' =
-                     S sigma / (1 + (S - 1) sigma); S > 1 spends more steps at high noise); flow-euler only
+  shift=S            the timestep shift of SD3's flow sampler (Esser et al., 2024, section 5.3.2: on the flow
+                     path's s, s' = S s / (1 + (S - 1) s); S > 1 spends more steps at high noise); flow-euler only
   interval=LO-HI     guide only while the noise level sigma of Karras et al. is in (LO, HI], the plain
                      conditional prediction elsewhere (the pipeline's guidance_interval; Kynkaanniemi et al., 2024);
                      interval=all guides every step. Flow s = sigma / (1 + sigma): 0.25-4 is s in (0.2, 0.8]
-For each it prints the judge's shape, colour and joint accuracy on both splits and the seconds it took.
+For each it prints the judge's shape, colour and joint accuracy on each split and the seconds it took.
 
 shapes: the default sampler on the test split; for each shape, how often the judge sees the shape the caption
 asked for, and the commonest confusions; --out DIR also saves DIR/generated_shape_confusion.png (rows: the shape
