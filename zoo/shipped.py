@@ -67,6 +67,22 @@ def _valid_name(name: str) -> bool:
     return bool(name) and not name.startswith(".") and "/" not in name and os.sep not in name
 
 
+def _check_name(name: str) -> str:
+    if not _valid_name(name):
+        raise InputError(f"{name!r} is not a shipped model name (a plain directory name, not starting with '.')")
+    return name
+
+
+def _measured(directory: Path, out_dir: Path | None = None, data_overrides: dict | None = None) -> dict[str, float]:
+    """`zoo eval DIR`'s numeric figures (what a manifest records), as floats."""
+    metrics = evaluate_directory(directory, out_dir=out_dir, data_overrides=data_overrides)
+    return {key: float(value) for key, value in metrics.items() if isinstance(value, (int, float))}
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
 def shipped_names() -> list[str]:
     root = weights_root()
     if not root.is_dir():  # no weights shipped yet (or a wheel built without them)
@@ -139,8 +155,7 @@ def ship(run_dir: str | Path, name: str, command: str, wall_time_s: float, dtype
     rename once the new copy is complete. data_overrides change train_config.json's data section (so a shipped
     model names other shipped models rather than the maintainer's run paths)."""
     run_dir = Path(run_dir)
-    if not _valid_name(name):
-        raise InputError(f"{name!r} is not a shipped model name (a plain directory name, not starting with '.')")
+    _check_name(name)
     if dtype not in STORAGE_DTYPES:
         raise InputError(f"dtype={dtype!r}; allowed: {', '.join(STORAGE_DTYPES)}")
     for required in (CONFIG_FILE, WEIGHTS_FILE):
@@ -152,8 +167,7 @@ def ship(run_dir: str | Path, name: str, command: str, wall_time_s: float, dtype
         files = copy_loadable(run_dir, tmp, getattr(torch, dtype))
         if data_overrides:
             override_data(tmp / RUN_FILE, data_overrides)
-        metrics = {key: float(value) for key, value in evaluate_directory(tmp).items()
-                   if isinstance(value, (int, float))}
+        metrics = _measured(tmp)
         commit, dirty = (run["commit"], run.get("dirty")) if run.get("commit") else git_state()
         manifest = {
             "name": name, "command": command, "commit": commit, "dirty": dirty,
@@ -162,7 +176,7 @@ def ship(run_dir: str | Path, name: str, command: str, wall_time_s: float, dtype
             "curve": loss_curve(run_dir / LOG_FILE),
             "files": {relative: sha256_file(tmp / relative) for relative in files},
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _write_manifest(tmp / MANIFEST, manifest)
         verify(tmp)  # nothing else landed in the copy (evaluation writes no file without an out_dir)
     return root / name
 
@@ -174,16 +188,13 @@ def remeasure(name: str, root: str | Path | None = None, data_overrides: dict | 
     figures, which is no longer the training commit's. data_overrides ({"corpus.train_clips": 1}) shrink data the
     evaluation does not read: every split is a pure function of (seed, split, index), so the test splits, and
     the figures, are the same. Returns the new metrics."""
-    if not _valid_name(name):
-        raise InputError(f"{name!r} is not a shipped model name (a plain directory name, not starting with '.')")
-    directory = (Path(root) if root is not None else weights_root()) / name
+    directory = (Path(root) if root is not None else weights_root()) / _check_name(name)
     manifest = verify(directory)
-    metrics = {key: float(value) for key, value in evaluate_directory(directory, data_overrides=data_overrides).items()
-               if isinstance(value, (int, float))}
+    metrics = _measured(directory, data_overrides=data_overrides)
     commit, dirty = git_state()
     manifest.update(metrics=metrics, metrics_commit=commit, metrics_dirty=dirty)
     with written_atomically(directory / MANIFEST) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        _write_manifest(tmp, manifest)
     verify(directory)
     return metrics
 
@@ -340,8 +351,7 @@ def reproduce(name: str, out: str | Path | None = None, sets: list[str] = ()) ->
     wall_time_s = time.perf_counter() - start
     if status != 0:
         raise InputError(f"the training command exited with status {status}: {shlex.join(argv)}")
-    reproduced = {key: float(value) for key, value in evaluate_directory(out, out_dir=out).items()
-                  if isinstance(value, (int, float))}
+    reproduced = _measured(out, out_dir=out)
     shipped = manifest["metrics"]
     names = [*shipped, *(key for key in reproduced if key not in shipped)]
     report = {

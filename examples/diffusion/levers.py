@@ -82,7 +82,7 @@ def draw(pipeline: TextToImagePipeline, prompts: list[str], setting: dict) -> to
     the pipeline's own steps (encode, noise, sample, decode) so the scheduler can be any diffusers config."""
     name = check_scheduler(setting.get("scheduler", pipeline.scheduler), pipeline.dit.config.objective)
     steps, guidance = setting.get("steps", STEPS), setting.get("guidance", GUIDANCE)
-    interval = setting.get("interval", GUIDANCE_INTERVAL) if guidance > 1 else None
+    interval = setting.get("interval", GUIDANCE_INTERVAL)  # the pipeline drops it when guidance <= 1
     c, factor, images = pipeline.dit.config, pipeline.vae.factor, []
     for start in range(0, len(prompts), BATCH):
         batch = prompts[start:start + BATCH]
