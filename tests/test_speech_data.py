@@ -240,3 +240,24 @@ def test_corpus_build_determinism_manifest_and_cache(tmp_path):
     assert D.build_corpus(config, tmp_path / "a", workers=1, progress=False) == root
     other = D.build_corpus(D.SpeechCorpusConfig(seed=8, **TINY), tmp_path / "a", workers=1, progress=False)
     assert other != root and D.read_manifest(other, "train") != rows["train"]
+
+
+def test_train_languages_weight_the_training_split_only():
+    """`train_languages` repeats a language in the training split's cycle; validation and test stay balanced over
+    `languages`, clip for clip the same as without it, and the default keeps the cache key of older configs."""
+    tiny = dict(TINY, no_speech_share=0.0)
+    balanced = D.SpeechCorpusConfig(**tiny)
+    weighted = D.SpeechCorpusConfig(train_languages=("en", "es", "fr", "de", "zh", "zh"), **tiny)
+    assert [D.make_clip(weighted, "train", i).row["language"] for i in range(7)] == [
+        "en", "es", "fr", "de", "zh", "zh", "en"]
+    assert [D.make_clip(balanced, "train", i).row["language"] for i in range(7)] == [
+        "en", "es", "fr", "de", "zh", "en", "es"]
+    for split in ("val", "test"):
+        a, b = D.make_clip(balanced, split, 3), D.make_clip(weighted, split, 3)
+        assert a.row == b.row and np.array_equal(a.audio, b.audio)
+    assert D.config_key(weighted) != D.config_key(balanced)
+    assert D.config_key(D.SpeechCorpusConfig(train_languages=(), **tiny)) == D.config_key(balanced)
+    with pytest.raises(ValueError, match=r"train_languages \['en', 'ja'\] must name each of languages"):
+        D.SpeechCorpusConfig(train_languages=("en", "ja"))
+    with pytest.raises(ValueError, match=r"\['en', 'en'\] must name each of languages \['en', 'de'\] and no other"):
+        D.SpeechCorpusConfig(languages=("en", "de"), train_languages=("en", "en"))

@@ -87,6 +87,10 @@ class VoiceParams:
 @dataclass(frozen=True)
 class SpeechCorpusConfig:
     languages: tuple[str, ...] = LANGUAGES
+    # The training split's language cycle, when it should differ from the balanced one: a language named twice
+    # gets twice the training clips (more data for the language learnt slowest) while validation and test stay
+    # balanced over `languages`, so their figures compare with a balanced run's. Empty: `languages`.
+    train_languages: tuple[str, ...] = ()
     train_clips: int = 2000
     val_clips: int = 200
     test_clips: int = 200
@@ -111,12 +115,17 @@ class SpeechCorpusConfig:
             check_language(lang)
         if not self.languages:
             raise InputError(f"languages is empty; allowed: {', '.join(LANGUAGES)}")
+        if self.train_languages and set(self.train_languages) != set(self.languages):
+            raise InputError(f"train_languages {list(self.train_languages)} must name each of languages "
+                             f"{list(self.languages)} and no other (a language twice for twice its clips): "
+                             f"evaluation scores every language, and the tokenizer learns those it trains on")
         bad = [k for k in self.noise_kinds if k not in NOISE_KINDS]
         if bad:
             raise InputError(f"unknown noise kinds {bad}; allowed: {', '.join(NOISE_KINDS)}")
         if not 0.0 <= self.no_speech_share <= 1.0 or not 0.0 <= self.reverb_share <= 1.0:
             raise InputError("no_speech_share and reverb_share are probabilities in [0, 1]")
         object.__setattr__(self, "languages", tuple(self.languages))
+        object.__setattr__(self, "train_languages", tuple(self.train_languages))
         object.__setattr__(self, "snr_db", tuple(self.snr_db))
 
     def clips(self, split: str) -> int:
@@ -355,7 +364,8 @@ def make_clip(config: SpeechCorpusConfig, split: str, index: int) -> Clip:
         audio = no_speech(kind, rng.uniform(*config.no_speech_s), rng)
         return Clip(audio.astype(np.float32), {"language": None, "text": "", "translation": "", "no_speech": True,
                                                "kind": kind, "voice": None, "snr_db": None, "reverb": False})
-    language = config.languages[index % len(config.languages)]  # balanced languages in every split
+    cycle = config.train_languages if split == "train" and config.train_languages else config.languages
+    language = cycle[index % len(cycle)]  # the languages in turn: balanced unless train_languages repeats one
     generator, sentence_rng = SentenceGenerator(language), random.Random(int(rng.integers(2 ** 63)))
     for _ in range(MAX_SENTENCE_DRAWS):
         sentence, voice = generator.sample(sentence_rng, split), _draw_voice(config, rng)
@@ -393,7 +403,10 @@ def make_clip(config: SpeechCorpusConfig, split: str, index: int) -> Clip:
 def config_key(config: SpeechCorpusConfig) -> str:
     from importlib.metadata import version  # the wheel's version changes the voices: part of the key
 
-    blob = json.dumps({"config": asdict(config), "generator": GENERATOR_VERSION,
+    fields = asdict(config)
+    if not fields["train_languages"]:  # the field's default builds what configs before it built: same key
+        del fields["train_languages"]
+    blob = json.dumps({"config": fields, "generator": GENERATOR_VERSION,
                        "espeakng_loader": version("espeakng-loader")}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
