@@ -224,6 +224,18 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
     return total, (labels != IGNORE).sum()
 
 
+def ctc_loss(logits: torch.Tensor, audio_mask: torch.Tensor | None, targets: torch.Tensor,
+             lengths: torch.Tensor) -> torch.Tensor:
+    """CTC loss per target token, averaged over the clips, of (B, S, C) logits (the blank is the last class)
+    against (B, N) right-padded targets of the given lengths."""
+    log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (S, B, C)
+    B, S, classes = logits.shape
+    frames = audio_mask.sum(1) if audio_mask is not None else torch.full((B,), S, device=logits.device)
+    per_clip = F.ctc_loss(log_probs, targets, frames, lengths, blank=classes - 1,
+                          reduction="none", zero_infinity=True)  # a no-speech clip's target is empty: all blanks
+    return (per_clip / lengths.clamp(min=1)).mean()  # per target token, as reduction="mean" (which divides by 0)
+
+
 def loss(model, batch: dict):
     """Cross-entropy of the decoder's next-token predictions (mean over predicted tokens), plus with
     config.ctc_weight > 0 the encoder's CTC loss on the transcript (joint CTC-attention, Watanabe et al., 2017):
@@ -236,13 +248,7 @@ def loss(model, batch: dict):
     ce = total / count.clamp(min=1)
     if weight == 0:
         return ce, {"ce": ce.detach()}
-    log_probs = ctc_logits.float().log_softmax(-1).transpose(0, 1)  # (S, B, 257)
-    B, S = ctc_logits.shape[:2]
-    frames = audio_mask.sum(1) if audio_mask is not None else torch.full((B,), S, device=ctc_logits.device)
-    lengths = batch["ctc_length"]
-    per_clip = F.ctc_loss(log_probs, batch["ctc_targets"], frames, lengths, blank=CTC_CLASSES - 1,
-                          reduction="none", zero_infinity=True)  # a no-speech clip's target is empty: all blanks
-    ctc = (per_clip / lengths.clamp(min=1)).mean()  # per target token, as reduction="mean" (which divides by 0)
+    ctc = ctc_loss(ctc_logits, audio_mask, batch["ctc_targets"], batch["ctc_length"])
     return (1 - weight) * ce + weight * ctc, {"ce": ce.detach(), "ctc": ctc.detach()}
 
 
