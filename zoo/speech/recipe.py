@@ -20,6 +20,9 @@ sure there is no speech and still writes fluent, confident text after the prompt
 import dataclasses
 import functools
 import hashlib
+import json
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +34,7 @@ from zoo.data.collate import pad_collate
 from zoo.errors import InputError
 from zoo.registry import TrainingData
 from zoo.speech.audio import MEL_PAD, load_audio, log_mel_spectrogram
-from zoo.speech.data import SpeechCorpusConfig, build_corpus, read_manifest
+from zoo.speech.data import SpeechCorpusConfig, build_corpus, phonemize, read_manifest
 from zoo.speech.tokenizer import WhisperTokenizer
 from zoo.utils import model_device, read_cache, unwrapped, written_atomically
 
@@ -43,7 +46,22 @@ UNIFORM = -101  # label of a position whose target is the uniform distribution (
 # few times (README "Speech" has the measured difference). At 50 encoder frames a second there is room for
 # a byte and a blank between bytes (speech in the corpus is about 18 bytes a second).
 CTC_CLASSES = 256 + 1  # bytes 0-255, blank = 256
+# The phoneme head (hierarchical multitask CTC, Toshniwal et al., 2017; Sanabria & Metze, 2018) predicts
+# eSpeak NG's IPA of the transcript (zoo.speech.data.phonemize), one class per code point: PHONEME_ALPHABET is
+# every code point eSpeak writes for zoo.speech.grammar's sentences (5,000 drawn for each split and language:
+# 63, each seen at least 1,900 times), less the stress marks, the spaces and the markers of a word read in
+# another language. "-" and "." are kept: eSpeak's IPA writer leaves them in the names of phonemes it has no
+# symbol for (French "lə-", Mandarin retroflex "s." and apical "i."). Then "other" (any code point outside the
+# alphabet) and the blank, last. Every language shares these few dozen classes, and they say how a Mandarin
+# syllable sounds (consonant, vowel, tone: though eSpeak's IPA writes tones 1 and 4 alike, see phonemize),
+# which its character's three UTF-8 bytes do not.
+PHONEME_ALPHABET = "-.125abdefhijklmnoprstuvwxyzæçðøŋœɐɑɒɔɕəɛɜɡɣɪɲɹɾʁʃʊʌʎʏʐʒʝː\u0303\u032aβθχ"  # U+0303, U+032A combine
+PHONEME_OTHER = len(PHONEME_ALPHABET)
+PHONEME_CLASSES = len(PHONEME_ALPHABET) + 2  # the alphabet, other, blank
+PHONEME_IGNORED = re.compile(r"\([^()]*\)|[ˈˌ ]")  # "(en)...(cmn)": eSpeak switching voices, not a sound
+_PHONEME_INDEX = {symbol: k for k, symbol in enumerate(PHONEME_ALPHABET)}
 FEATURES_VERSION = 1  # bump when the log-mel front end changes (cache key)
+PHONEMES_VERSION = 1  # bump when zoo.speech.data.phonemize's output changes (cache key)
 SPLITS = ("train", "val", "test", "test_unseen")
 
 
@@ -105,6 +123,36 @@ def mel_clips(corpus_dir: Path, split: str) -> MelClips:
         with written_atomically(cache) as tmp:
             save_file(tensors, str(tmp))
     return MelClips(tensors["mel"], tensors["offsets"], rows)
+
+
+def phoneme_targets(ipa: str) -> list[int]:
+    """Phoneme CTC targets of eSpeak's IPA (zoo.speech.data.phonemize): one class per code point of
+    PHONEME_ALPHABET, PHONEME_OTHER for any other; stress marks, spaces and voice-switch markers dropped."""
+    return [_PHONEME_INDEX.get(symbol, PHONEME_OTHER) for symbol in PHONEME_IGNORED.sub("", ipa)]
+
+
+def phoneme_readings(corpus_dir: Path, split: str, rows: list[dict]) -> list[str]:
+    """eSpeak's IPA of every row's transcript ("" for no speech), in row order: read once (one forked eSpeak
+    child a language) and cached beside the log-mels as a JSON list; a damaged cache is built again."""
+    cache = corpus_dir / f"{split}.phonemes-v{PHONEMES_VERSION}.json"
+    if cache.exists():
+        try:
+            readings = json.loads(cache.read_text(encoding="utf-8"))
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError
+            readings = None
+        if isinstance(readings, list) and len(readings) == len(rows) and all(isinstance(r, str) for r in readings):
+            return readings
+        warnings.warn(f"damaged cache: {cache} is not a JSON list of {len(rows)} strings; deleting it and building "
+                      f"it again", stacklevel=2)
+        cache.unlink(missing_ok=True)
+    readings = [""] * len(rows)
+    for language in sorted({row["language"] for row in rows if not row["no_speech"]}):
+        ids = [i for i, row in enumerate(rows) if not row["no_speech"] and row["language"] == language]
+        for i, ipa in zip(ids, phonemize([rows[i]["text"].strip() for i in ids], language)):
+            readings[i] = ipa
+    with written_atomically(cache) as tmp:
+        tmp.write_text(json.dumps(readings, ensure_ascii=False), encoding="utf-8")
+    return readings
 
 
 # ----------------------------------------------------------------------------------------------------------
