@@ -1,5 +1,6 @@
 """How the trainer feeds and scores the Whisper-style model: data settings, the multitask training targets,
-the loss (cross-entropy, optionally joint with CTC), and evaluation (WER, CER, BLEU, language ID, no-speech).
+the loss (cross-entropy, optionally joint with CTC on bytes and on phonemes), and evaluation (WER, CER, BLEU,
+language ID, no-speech).
 
 These are the functions the `whisper` Family registers (zoo/speech/whisper.py); the trainer calls nothing else.
 
@@ -18,7 +19,6 @@ sure there is no speech and still writes fluent, confident text after the prompt
 """
 
 import dataclasses
-import functools
 import hashlib
 import json
 import re
@@ -201,11 +201,13 @@ def choose_filler(index: int, tokenizer: WhisperTokenizer) -> int:
 
 class SpeechItems:
     """Items of one split: clip i's log-mel frames with the targets of the task chosen for it (choose_task).
-    corpus_dir: where the split came from (evaluation reads the test splits there too)."""
+    corpus_dir: where the split came from (evaluation reads the test splits there too). phonemes: each clip's
+    IPA (phoneme_readings), for a model with a phoneme head; None: no phoneme targets."""
 
-    def __init__(self, clips: MelClips, tokenizer: WhisperTokenizer, translate_share: float, corpus_dir: Path):
+    def __init__(self, clips: MelClips, tokenizer: WhisperTokenizer, translate_share: float, corpus_dir: Path,
+                 phonemes: list[str] | None = None):
         self.clips, self.tokenizer, self.translate_share = clips, tokenizer, translate_share
-        self.corpus_dir = corpus_dir
+        self.corpus_dir, self.phonemes = corpus_dir, phonemes
 
     def __len__(self):
         return len(self.clips)
@@ -216,12 +218,28 @@ class SpeechItems:
         inputs, labels = target_tokens(self.tokenizer, row, task, choose_prompt_language(i, self.tokenizer.languages),
                                        choose_filler(i, self.tokenizer))
         transcript = [] if row["no_speech"] else list(row["text"].strip().encode("utf-8"))  # CTC targets: bytes
-        return {"mel": self.clips.frames(i), "tokens": torch.tensor(inputs), "labels": torch.tensor(labels),
-                "ctc_targets": torch.tensor(transcript or [0], dtype=torch.long),
-                "ctc_length": torch.tensor(len(transcript))}
+        item = {"mel": self.clips.frames(i), "tokens": torch.tensor(inputs), "labels": torch.tensor(labels),
+                **ctc_item("ctc", transcript)}
+        if self.phonemes is not None:  # no speech: "" -> no targets, as the bytes
+            item.update(ctc_item("phoneme", phoneme_targets(self.phonemes[i])))
+        return item
 
 
-collate = functools.partial(pad_collate, pad={"mel": MEL_PAD, "tokens": 0, "labels": IGNORE, "ctc_targets": 0})
+def ctc_item(name: str, targets: list[int]) -> dict:
+    """CTC targets as an item holds them: `name`_targets (one padding class when empty: pad_collate pads but
+    does not make empty rows) and `name`_length, the true count."""
+    return {f"{name}_targets": torch.tensor(targets or [0], dtype=torch.long),
+            f"{name}_length": torch.tensor(len(targets))}
+
+
+PAD = {"mel": MEL_PAD, "tokens": 0, "labels": IGNORE, "ctc_targets": 0}
+
+
+def collate(items: list[dict]) -> dict:
+    """Speech items -> a batch (pad_collate); phoneme targets are padded as the byte CTC targets where the
+    items hold them (a model with a phoneme head)."""
+    phonemes = bool(items) and isinstance(items[0], dict) and "phoneme_targets" in items[0]
+    return pad_collate(items, {**PAD, "phoneme_targets": 0} if phonemes else PAD)
 
 
 def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=None,
@@ -238,7 +256,9 @@ def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=N
         tokenizer = WhisperTokenizer.train(texts, data_config.vocab_size, languages, whole_han=data_config.whole_han)
     if model is None:
         config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
-    train, val = (SpeechItems(splits[name], tokenizer, data_config.translate_share, corpus_dir)
+    phonemes = {name: phoneme_readings(corpus_dir, name, clips.rows) if config.phoneme_ctc_weight > 0 else None
+                for name, clips in splits.items()}
+    train, val = (SpeechItems(splits[name], tokenizer, data_config.translate_share, corpus_dir, phonemes[name])
                   for name in ("train", "val"))
     lengths = splits["train"].offsets.diff().tolist()  # mel frames: batches group clips of similar length
     return TrainingData(train, val, config, extras={"tokenizer": tokenizer}, lengths=lengths)
@@ -251,9 +271,12 @@ def example_batch(model, generator: torch.Generator) -> tuple[dict, dict]:
     items = []
     for frames, length in ((40, 5), (64, 7), (23, 3)):
         tokens = torch.randint(0, vocab, (length + 1,), generator=generator)
-        items.append({"mel": torch.randn(frames, n_mels, generator=generator), "tokens": tokens[:-1],
-                      "labels": tokens[1:], "ctc_targets": torch.randint(0, 256, (length,), generator=generator),
-                      "ctc_length": torch.tensor(length)})
+        mel = torch.randn(frames, n_mels, generator=generator)
+        ctc = torch.randint(0, 256, (length,), generator=generator).tolist()
+        items.append({"mel": mel, "tokens": tokens[:-1], "labels": tokens[1:], **ctc_item("ctc", ctc)})
+        if model.config.phoneme_ctc_weight > 0:
+            phonemes = torch.randint(0, PHONEME_CLASSES - 1, (length,), generator=generator).tolist()
+            items[-1].update(ctc_item("phoneme", phonemes))
     return collate(items), {}
 
 
@@ -286,18 +309,25 @@ def ctc_loss(logits: torch.Tensor, audio_mask: torch.Tensor | None, targets: tor
 
 def loss(model, batch: dict):
     """Cross-entropy of the decoder's next-token predictions (mean over predicted tokens), plus with
-    config.ctc_weight > 0 the encoder's CTC loss on the transcript (joint CTC-attention, Watanabe et al., 2017):
-    (1 - w) * CE + w * CTC."""
+    config.ctc_weight > 0 the encoder's CTC loss on the transcript's bytes (joint CTC-attention, Watanabe et
+    al., 2017) and with config.phoneme_ctc_weight > 0 the phoneme head's CTC loss on its phonemes (Toshniwal et
+    al., 2017): (1 - w_ctc - w_phoneme) * CE + w_ctc * CTC + w_phoneme * phoneme CTC."""
     mel, mel_mask = batch["mel"].transpose(-1, -2), batch["mel_mask"]
-    weight = unwrapped(model).config.ctc_weight
-    output = model(mel, batch["tokens"], mel_mask, ctc=weight > 0)
-    logits, ctc_logits, audio_mask = output if weight > 0 else (output, None, None)
+    config = unwrapped(model).config
+    w_ctc, w_phoneme = config.ctc_weight, config.phoneme_ctc_weight
+    heads = w_ctc > 0 or w_phoneme > 0
+    output = model(mel, batch["tokens"], mel_mask, ctc=heads)
+    logits, ctc_logits, phoneme_logits, audio_mask = output if heads else (output, None, None, None)
     total, count = token_loss(logits, batch["labels"])
     ce = total / count.clamp(min=1)
-    if weight == 0:
-        return ce, {"ce": ce.detach()}
-    ctc = ctc_loss(ctc_logits, audio_mask, batch["ctc_targets"], batch["ctc_length"])
-    return (1 - weight) * ce + weight * ctc, {"ce": ce.detach(), "ctc": ctc.detach()}
+    loss_value, parts = (1 - w_ctc - w_phoneme) * ce, {"ce": ce.detach()}
+    if w_ctc > 0:
+        ctc = ctc_loss(ctc_logits, audio_mask, batch["ctc_targets"], batch["ctc_length"])
+        loss_value, parts["ctc"] = loss_value + w_ctc * ctc, ctc.detach()
+    if w_phoneme > 0:
+        phoneme_ctc = ctc_loss(phoneme_logits, audio_mask, batch["phoneme_targets"], batch["phoneme_length"])
+        loss_value, parts["phoneme_ctc"] = loss_value + w_phoneme * phoneme_ctc, phoneme_ctc.detach()
+    return loss_value, parts
 
 
 # ----------------------------------------------------------------------------------------------------------
