@@ -1,0 +1,109 @@
+"""The auxiliary phoneme CTC head (hierarchical multitask CTC): eSpeak's IPA of a transcript, its classes, the
+head on an intermediate encoder block, its loss term, its config checks, and models without it."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from tests.test_speech_model import tiny
+from zoo.speech import recipe
+from zoo.speech.data import VoiceParams, engine, phonemize, synthesize
+from zoo.speech.whisper import Whisper, WhisperConfig, encoder_backbone
+
+
+def test_phonemize_gives_espeaks_ipa_and_leaves_synthesis_as_it_was():
+    voice = VoiceParams(variant="f2", rate=160)  # a breathy variant: its noise comes from the rand() state
+    before = synthesize("The cat sat on the mat.", "en", voice)
+    # clauses joined by a space; stress marks kept (phoneme_targets drops them)
+    assert phonemize(["The man does not forget the shoe this week.", "Hello, world. How are you?", ""], "en") == [
+        "ðə mˈan dʌznˌɒt fəɡˈɛt ðə ʃˈuː ðɪs wˈiːk", "həlˈəʊ wˈɜːld hˈaʊ ɑː juː", ""]
+    # a tone after each Mandarin syllable's vowel, as eSpeak's IPA writes it: 5 for tones 1 and 4 alike
+    assert phonemize(["我不画那些马。", "妈骂", "一个王后九点必须在办公室里修理那些票。"], "zh") == [
+        "wˈo2 puɜχwˈɑ5 nˈɑ5 ɕˈiɛ5 mˈɑ2", "mˈɑ5 mˈɑ5",
+        "jiɜkˈo-1 wˈɑɜŋ χˈou5 tɕˈiou2 tˈiɛ2n pˈi5 ɕˈy5 tsˈai5 pˈa5n kˈonɡ5 s.ˈi.5 lˈi2 ɕiou5lˈi2 nˈɑ5 ɕˈiɛ5 phjˈɑu5"]
+    np.testing.assert_array_equal(synthesize("The cat sat on the mat.", "en", voice), before)
+    with pytest.raises(ValueError, match="eSpeak has no voice 'xx'"):
+        engine().phonemes(["hello"], "xx")
+    with pytest.raises(ValueError, match="unknown language code 'ja'"):
+        phonemize(["こんにちは"], "ja")
+
+
+def test_phoneme_targets_one_class_a_symbol_and_other_for_the_rest():
+    alphabet = recipe.PHONEME_ALPHABET
+    assert recipe.phoneme_targets(alphabet) == list(range(len(alphabet)))  # every symbol its own class
+    assert recipe.PHONEME_CLASSES == len(alphabet) + 2 == recipe.PHONEME_OTHER + 2  # then other, then the blank
+    # stress marks, spaces and eSpeak's voice switches are no sounds; a symbol outside the alphabet is "other"
+    assert recipe.phoneme_targets("mˈɑ5 (en)kˈuː(cmn)") == [alphabet.index(s) for s in "mɑ5kuː"]
+    assert recipe.phoneme_targets("ʔaʕ") == [recipe.PHONEME_OTHER, alphabet.index("a"), recipe.PHONEME_OTHER]
+    assert recipe.phoneme_targets("") == []
+
+
+def test_the_phoneme_head_reads_the_chosen_encoder_block():
+    model = tiny(ctc_weight=0.3, phoneme_ctc_weight=0.2, phoneme_ctc_layer=1)
+    mel, mel_mask = torch.randn(2, 80, 60), torch.ones(2, 60, dtype=torch.bool)
+    mel_mask[1, 40:] = False
+    tokens = torch.randint(0, 64, (2, 5))
+    with torch.no_grad():
+        logits, ctc_logits, phoneme_logits, audio_mask = model(mel, tokens, mel_mask, ctc=True)
+        # block 1's output computed without hooks: the same model with its encoder cut after block 1, no final norm
+        cut = copy.deepcopy(model)
+        cut.encoder.blocks, cut.encoder.norm = cut.encoder.blocks[:1], None
+        hidden, _ = cut.embed_audio(mel, mel_mask)
+        top, _ = model.embed_audio(mel, mel_mask)
+    assert phoneme_logits.shape == (2, 30, recipe.PHONEME_CLASSES) and ctc_logits.shape == (2, 30, recipe.CTC_CLASSES)
+    torch.testing.assert_close(phoneme_logits, model.phoneme_head(hidden), rtol=0, atol=0)
+    assert not torch.allclose(phoneme_logits, model.phoneme_head(top))  # not the top block's output
+    assert audio_mask.sum(1).tolist() == [30, 20] and logits.shape == (2, 5, 64)
+    assert not model.encoder.blocks[0]._forward_hooks  # the hook lives for that one forward only
+
+
+def test_the_loss_adds_the_phoneme_ctc_term_and_trains_the_head():
+    model = tiny(ctc_weight=0.3, phoneme_ctc_weight=0.2).train()
+    batch, _ = recipe.example_batch(model, torch.Generator().manual_seed(0))
+    batch["ctc_length"][2] = batch["phoneme_length"][2] = 0  # a no-speech clip: no bytes, no phonemes
+    loss, parts = recipe.loss(model, batch)
+    assert set(parts) == {"ce", "ctc", "phoneme_ctc"} and all(torch.isfinite(v) for v in parts.values())
+    assert loss.item() == pytest.approx(0.5 * parts["ce"].item() + 0.3 * parts["ctc"].item()
+                                        + 0.2 * parts["phoneme_ctc"].item(), rel=1e-5)
+    loss.backward()
+    assert all(p.grad.abs().sum() > 0 for p in model.phoneme_head.parameters())
+    assert model.encoder.blocks[0].attn_norm.weight.grad.abs().sum() > 0
+    heavier = tiny(ctc_weight=0.3, phoneme_ctc_weight=0.4).train()  # the same weights, another phoneme weight
+    heavier.load_state_dict(model.state_dict())
+    other, other_parts = recipe.loss(heavier, batch)
+    assert {k: v.item() for k, v in other_parts.items()} == pytest.approx({k: v.item() for k, v in parts.items()})
+    assert other.item() == pytest.approx(loss.item() + 0.2 * (parts["phoneme_ctc"] - parts["ce"]).item(), rel=1e-5)
+    assert abs(other.item() - loss.item()) > 1e-3
+    alone = tiny(phoneme_ctc_weight=0.2)  # a phoneme head without the byte CTC head
+    assert set(recipe.loss(alone, recipe.example_batch(alone, torch.Generator().manual_seed(0))[0])[1]) == {
+        "ce", "phoneme_ctc"}
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"phoneme_ctc_weight": 0.2, "phoneme_ctc_layer": 0},
+     r"WhisperConfig.phoneme_ctc_layer=0; allowed: an encoder block from 1 to encoder.n_layers=4"),
+    ({"phoneme_ctc_weight": 0.2, "phoneme_ctc_layer": 5}, r"phoneme_ctc_layer=5; allowed: .* from 1 to .*=4"),
+    ({"ctc_weight": 0.5, "phoneme_ctc_weight": 0.5},
+     r"WhisperConfig.ctc_weight \+ phoneme_ctc_weight must be below 1 .* got 0.5 \+ 0.5"),
+    ({"phoneme_ctc_weight": -0.1}, r"WhisperConfig.phoneme_ctc_weight must be in \[0, 1\), got -0.1"),
+])
+def test_bad_phoneme_settings_name_the_field_and_the_range(fields, message):
+    with pytest.raises(ValueError, match=message):
+        WhisperConfig(**fields)
+    # a 1-block encoder without a phoneme head keeps the default layer 2: it is checked only with the head
+    assert WhisperConfig(encoder=encoder_backbone(n_layers=1)).phoneme_ctc_layer == 2
+
+
+def test_models_without_the_head_load_as_before_and_with_it_round_trip(tmp_path):
+    shipped = zoo.load("whisper-cpu", pretrained=True)
+    assert shipped.phoneme_head is None and shipped.config.phoneme_ctc_weight == 0
+    assert not any(name.startswith("phoneme_head") for name in shipped.state_dict())
+    model = tiny(ctc_weight=0.3, phoneme_ctc_weight=0.2, phoneme_ctc_layer=1)
+    model.save_pretrained(tmp_path)
+    loaded = zoo.load(tmp_path)
+    assert isinstance(loaded, Whisper) and loaded.config.phoneme_ctc_layer == 1
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
