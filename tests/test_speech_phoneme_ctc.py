@@ -107,3 +107,16 @@ def test_models_without_the_head_load_as_before_and_with_it_round_trip(tmp_path)
     assert isinstance(loaded, Whisper) and loaded.config.phoneme_ctc_layer == 1
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_phoneme_readings_are_cached_in_row_order_and_a_damaged_cache_is_rebuilt(tmp_path):
+    rows = [{"language": "zh", "text": "我不画那些马。", "no_speech": False},
+            {"language": None, "text": "", "no_speech": True},
+            {"language": "en", "text": " Hello, world. ", "no_speech": False}]
+    expected = ["wˈo2 puɜχwˈɑ5 nˈɑ5 ɕˈiɛ5 mˈɑ2", "", "həlˈəʊ wˈɜːld"]
+    assert recipe.phoneme_readings(tmp_path, "train", rows) == expected
+    cache = tmp_path / "train.phonemes-v1.json"
+    cache.write_text('["only one"]', encoding="utf-8")  # a cache of another manifest reads as damaged
+    with pytest.warns(UserWarning, match=r"damaged cache: .*train.phonemes-v1.json is not a JSON list of 3 strings"):
+        assert recipe.phoneme_readings(tmp_path, "train", rows) == expected
+    assert recipe.phoneme_readings(tmp_path, "train", rows) == expected  # from the rebuilt cache, no warning
