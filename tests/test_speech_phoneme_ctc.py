@@ -1,4 +1,4 @@
-"""The auxiliary phoneme CTC head (hierarchical multitask CTC): eSpeak's IPA of a transcript, its classes, the
+"""The auxiliary phoneme CTC head (hierarchical multitask CTC): eSpeak's phonemes of a transcript, its classes, the
 head on an intermediate encoder block, its loss term, its config checks, and models without it."""
 
 import copy
@@ -14,16 +14,18 @@ from zoo.speech.data import VoiceParams, engine, phonemize, synthesize
 from zoo.speech.whisper import Whisper, WhisperConfig, encoder_backbone
 
 
-def test_phonemize_gives_espeaks_ipa_and_leaves_synthesis_as_it_was():
+def test_phonemize_gives_espeaks_phoneme_names_and_leaves_synthesis_as_it_was():
     voice = VoiceParams(variant="f2", rate=160)  # a breathy variant: its noise comes from the rand() state
     before = synthesize("The cat sat on the mat.", "en", voice)
-    # clauses joined by a space; stress marks kept (phoneme_targets drops them)
+    # eSpeak's ASCII phoneme names, clauses joined by a space; stress marks kept (phoneme_targets drops them)
     assert phonemize(["The man does not forget the shoe this week.", "Hello, world. How are you?", ""], "en") == [
-        "ðə mˈan dʌznˌɒt fəɡˈɛt ðə ʃˈuː ðɪs wˈiːk", "həlˈəʊ wˈɜːld hˈaʊ ɑː juː", ""]
-    # a tone after each Mandarin syllable's vowel, as eSpeak's IPA writes it: 5 for tones 1 and 4 alike
+        "D@ m'an dVzn,0t f3g'Et D@ S'u: DIs w'i:k", "h@l'oU w'3:ld h'aU A@ ju:", ""]
+    assert phonemize(["Le vieil homme lit le journal."], "fr") == ["l@- vj'Ej 'Om l'i l@- Zurn'al"]
+    # each Mandarin syllable's whole tone contour after its vowel, each word ended by the very short pause _|
     assert phonemize(["我不画那些马。", "妈骂", "一个王后九点必须在办公室里修理那些票。"], "zh") == [
-        "wˈo2 puɜχwˈɑ5 nˈɑ5 ɕˈiɛ5 mˈɑ2", "mˈɑ5 mˈɑ5",
-        "jiɜkˈo-1 wˈɑɜŋ χˈou5 tɕˈiou2 tˈiɛ2n pˈi5 ɕˈy5 tsˈai5 pˈa5n kˈonɡ5 s.ˈi.5 lˈi2 ɕiou5lˈi2 nˈɑ5 ɕˈiɛ5 phjˈɑu5"]
+        "w'o214_| pu35Xw'A51_| n'A51_| S;'iE55_| m'A214_|", "m'A55_| m'A51_|",
+        "ji35k'o-11_| w'A35N_| X'ou51_| tS;'iou214_| t'iE214n_| p'i51_| S;'y55_| ts'ai51_| p'a51n_| k'ong55_| "
+        "s.'i.51_| l'i214_| S;iou55l'i214_| n'A51_| S;'iE55_| phj'Au51_|"]
     np.testing.assert_array_equal(synthesize("The cat sat on the mat.", "en", voice), before)
     with pytest.raises(ValueError, match="eSpeak has no voice 'xx'"):
         engine().phonemes(["hello"], "xx")
@@ -35,10 +37,22 @@ def test_phoneme_targets_one_class_a_symbol_and_other_for_the_rest():
     alphabet = recipe.PHONEME_ALPHABET
     assert recipe.phoneme_targets(alphabet) == list(range(len(alphabet)))  # every symbol its own class
     assert recipe.PHONEME_CLASSES == len(alphabet) + 2 == recipe.PHONEME_OTHER + 2  # then other, then the blank
-    # stress marks, spaces and eSpeak's voice switches are no sounds; a symbol outside the alphabet is "other"
-    assert recipe.phoneme_targets("mˈɑ5 (en)kˈuː(cmn)") == [alphabet.index(s) for s in "mɑ5kuː"]
-    assert recipe.phoneme_targets("ʔaʕ") == [recipe.PHONEME_OTHER, alphabet.index("a"), recipe.PHONEME_OTHER]
+    # stress marks, spaces, pauses and eSpeak's voice switches are no sounds; a character outside the alphabet
+    # is "other"
+    assert recipe.phoneme_targets("m'A55_| (en)kS@Nt'u:(cmn)_|") == [alphabet.index(s) for s in "mA55kS@Ntu:"]
+    assert recipe.phoneme_targets("_!_|Er tr'E:kt k'ats@n_! _|Im h'at_:_: and") == [
+        alphabet.index(s) for s in "ErtrE:ktkats@nImhatand"]
+    assert recipe.phoneme_targets("?aɑ") == [recipe.PHONEME_OTHER, alphabet.index("a"), recipe.PHONEME_OTHER]
     assert recipe.phoneme_targets("") == []
+
+
+def test_the_four_mandarin_tones_are_four_target_sequences():
+    # 妈 麻 马 骂: one syllable in tones 1-4; eSpeak's IPA would read 妈 and 骂 alike ("mˈɑ5")
+    readings = phonemize(["妈", "麻", "马", "骂"], "zh")
+    targets = [tuple(recipe.phoneme_targets(reading)) for reading in readings]
+    assert len(set(targets)) == 4, readings
+    assert readings == ["m'A55_|", "m'A35_|", "m'A214_|", "m'A51_|"]
+    assert targets[0] == tuple(recipe.PHONEME_ALPHABET.index(s) for s in "mA55")  # the repeated digit twice
 
 
 def test_the_phoneme_head_reads_the_chosen_encoder_block():
@@ -113,10 +127,10 @@ def test_phoneme_readings_are_cached_in_row_order_and_a_damaged_cache_is_rebuilt
     rows = [{"language": "zh", "text": "我不画那些马。", "no_speech": False},
             {"language": None, "text": "", "no_speech": True},
             {"language": "en", "text": " Hello, world. ", "no_speech": False}]
-    expected = ["wˈo2 puɜχwˈɑ5 nˈɑ5 ɕˈiɛ5 mˈɑ2", "", "həlˈəʊ wˈɜːld"]
+    expected = ["w'o214_| pu35Xw'A51_| n'A51_| S;'iE55_| m'A214_|", "", "h@l'oU w'3:ld"]
     assert recipe.phoneme_readings(tmp_path, "train", rows) == expected
-    cache = tmp_path / "train.phonemes-v1.json"
+    cache = tmp_path / "train.phonemes-v2.json"
     cache.write_text('["only one"]', encoding="utf-8")  # a cache of another manifest reads as damaged
-    with pytest.warns(UserWarning, match=r"damaged cache: .*train.phonemes-v1.json is not a JSON list of 3 strings"):
+    with pytest.warns(UserWarning, match=r"damaged cache: .*train.phonemes-v2.json is not a JSON list of 3 strings"):
         assert recipe.phoneme_readings(tmp_path, "train", rows) == expected
     assert recipe.phoneme_readings(tmp_path, "train", rows) == expected  # from the rebuilt cache, no warning

@@ -25,8 +25,9 @@ prints each language's error rate (WER, CER for Mandarin), their mean and the se
 
 mandarin: where a model's Mandarin errors come from. Its Mandarin clips of each split are transcribed with joint
 decoding (as `zoo eval` does) and by the CTC head alone (greedy); for each, the CER with its substitutions,
-deletions and insertions, and how many substitutions swap two characters eSpeak reads alike (its IPA for each
-character alone), i.e. errors no model could avoid from the audio without the sentence's context.
+deletions and insertions, and how many substitutions swap two characters eSpeak reads alike (its phonemes for
+each character alone, tone included: zoo.speech.data.phonemize), i.e. errors no model could avoid from the
+audio without the sentence's context.
 """
 
 import argparse
@@ -236,7 +237,7 @@ def mandarin(args):
     readings = dict(zip(sorted(trained), phonemize(sorted(trained), "zh")))  # one eSpeak child for them all
 
     def reading(character: str) -> str:
-        """eSpeak's IPA for one character alone."""
+        """eSpeak's phonemes for one character alone."""
         if character not in readings:  # a character the model wrote that training never had
             readings[character] = phonemize([character], "zh")[0]
         return readings[character]

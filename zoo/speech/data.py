@@ -61,8 +61,9 @@ MAX_SENTENCE_DRAWS = 50  # redraws when a sentence comes out too short or long; 
 AUDIO_OUTPUT_SYNCHRONOUS = 0x02
 ESPEAK_RATE, ESPEAK_VOLUME, ESPEAK_PITCH, ESPEAK_RANGE = 1, 2, 3, 4
 ESPEAK_CHARS_UTF8 = 1
-# espeak_TextToPhonemes' phonememode: bit 1 set, IPA in UTF-8; bits 7-23 clear, no separator between phonemes
-ESPEAK_PHONEMES_IPA = 2
+# espeak_TextToPhonemes' phonememode: bit 1 clear, eSpeak's ASCII phoneme mnemonics (not IPA, which keeps one
+# character per Mandarin tone and so merges tones: see phonemize); bits 7-23 clear, no separator between phonemes
+ESPEAK_PHONEMES_ASCII = 0
 SYNTH_RAND_SEED = 1
 SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
@@ -187,7 +188,7 @@ class Espeak:
             pointer, clauses = ctypes.c_char_p(data), []
             while pointer.value:  # one clause a call; eSpeak leaves the pointer after it (NULL at the end)
                 clauses.append(self.lib.espeak_TextToPhonemes(ctypes.byref(pointer), ESPEAK_CHARS_UTF8,
-                                                              ESPEAK_PHONEMES_IPA))
+                                                              ESPEAK_PHONEMES_ASCII))
             readings.append(" ".join(c.decode() for c in clauses if c))  # None: a clause without phonemes
         return json.dumps(readings).encode()
 
@@ -224,8 +225,8 @@ class Espeak:
         return np.frombuffer(data, dtype=np.int16)
 
     def phonemes(self, texts: list[str], voice: str) -> list[str]:
-        """eSpeak's IPA for each text, the clauses joined by a space: all of them in one forked child, so this
-        engine's state stays as initialised and the corpus's audio does not change."""
+        """eSpeak's phonemes of each text (see phonemize), the clauses joined by a space: all of them in one
+        forked child, so this engine's state stays as initialised and the corpus's audio does not change."""
         return json.loads(self._in_child(lambda: self._phonemes_here(texts, voice), voice,
                                          f"phonemising {len(texts)} texts"))
 
@@ -250,13 +251,15 @@ def synthesize(text: str, language: str, voice: VoiceParams = VoiceParams()) -> 
 
 
 def phonemize(texts: list[str], language: str) -> list[str]:
-    """eSpeak NG's phonemes of each text in `language` (a Whisper code), in IPA as eSpeak writes it: stress
-    marks, a space between words, a word eSpeak reads by another language's rules between its markers (the
-    Mandarin voice reads 熊 and 穷 as English "(en)kʃəŋtˈuː(cmn)"), and each Mandarin tone as one character
-    after the vowel: eSpeak's IPA keeps the first digit of the tone's pitch contour, so the first (55) and
-    fourth (51) tones are both "5", the second (35) is "ɜ", the third (214) "2" and the neutral tone (11) "1":
-    phonemize(["我不画那些马"], "zh") == ["wˈo2 puɜχwˈɑ5 nˈɑ5 ɕˈiɛ5 mˈɑ2"]. The corpus's speech does not
-    change: the texts are read in a forked child (Espeak.phonemes)."""
+    """eSpeak NG's phonemes of each text in `language` (a Whisper code), in eSpeak's ASCII phoneme mnemonics (its
+    phoneme names, as in its dictionaries: "S" for IPA ʃ, "@" for ə, "tS;" for tɕ), as eSpeak writes them:
+    stress marks (' primary, , secondary), a space between words, pauses ("_", "_:", "_!", "_|"), and a word
+    eSpeak reads by another language's rules between its markers (the Mandarin voice reads 熊 and 穷 as English
+    "(en)kS@Nt'u:(cmn)"). A Mandarin syllable ends in its whole tone contour: 55, 35, 214, 51 for tones 1-4 and
+    11 for the neutral tone, so phonemize(["妈骂麻马"], "zh") == ["m'A55_| m'A51_| m'A35_| m'A214_|"]. Not IPA:
+    eSpeak's IPA keeps one character per tone, the first (55) and fourth (51) both "5" and the second (35) "ɜ",
+    and so reads 妈 and 骂 alike. The corpus's speech does not change: the texts are read in a forked child
+    (Espeak.phonemes)."""
     return engine().phonemes(list(texts), ESPEAK_VOICES[check_language(language)])
 
 

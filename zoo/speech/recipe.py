@@ -47,21 +47,29 @@ UNIFORM = -101  # label of a position whose target is the uniform distribution (
 # a byte and a blank between bytes (speech in the corpus is about 18 bytes a second).
 CTC_CLASSES = 256 + 1  # bytes 0-255, blank = 256
 # The phoneme head (hierarchical multitask CTC, Toshniwal et al., 2017; Sanabria & Metze, 2018) predicts
-# eSpeak NG's IPA of the transcript (zoo.speech.data.phonemize), one class per code point: PHONEME_ALPHABET is
-# every code point eSpeak writes for zoo.speech.grammar's sentences (5,000 drawn for each split and language:
-# 63, each seen at least 1,900 times), less the stress marks, the spaces and the markers of a word read in
-# another language. "-" and "." are kept: eSpeak's IPA writer leaves them in the names of phonemes it has no
-# symbol for (French "lə-", Mandarin retroflex "s." and apical "i."). Then "other" (any code point outside the
-# alphabet) and the blank, last. Every language shares these few dozen classes, and they say how a Mandarin
-# syllable sounds (consonant, vowel, tone: though eSpeak's IPA writes tones 1 and 4 alike, see phonemize),
-# which its character's three UTF-8 bytes do not.
-PHONEME_ALPHABET = "-.125abdefhijklmnoprstuvwxyzæçðøŋœɐɑɒɔɕəɛɜɡɣɪɲɹɾʁʃʊʌʎʏʐʒʝː\u0303\u032aβθχ"  # U+0303, U+032A combine
+# eSpeak NG's phonemes of the transcript in its ASCII mnemonics (zoo.speech.data.phonemize), one class per
+# character: PHONEME_ALPHABET is every character eSpeak writes for zoo.speech.grammar's sentences (5,000 drawn
+# for each split and language: 62, each seen at least 387 times, in every split), less what is no sound. A
+# phoneme named with several characters ("tS;", "A~") is that many classes, and a Mandarin tone is its contour's
+# digits (55 is "5" twice: CTC keeps a repeat apart with a blank between), the digits shared with the phoneme
+# names that hold one (English "0" and "I2"). Then "other" (any character outside the alphabet) and the blank,
+# last. Every language shares these few dozen classes, and they say how a Mandarin syllable sounds (consonant,
+# vowel, tone), which its character's three UTF-8 bytes do not. ASCII, not IPA: eSpeak's IPA writes one
+# character per tone and merges tones 1 and 4 (see phonemize), so 153 of the 375 Han characters of those
+# sentences, each read alone, read like another; with the contours 113 do (他 她: "th'A55_|").
+PHONEME_ALPHABET = "#&*-.012345:;@ABCDEFIJLNOQRSTUVWXYZ[^abdefghijklmnoprstuvwxyz~"
 PHONEME_OTHER = len(PHONEME_ALPHABET)
 PHONEME_CLASSES = len(PHONEME_ALPHABET) + 2  # the alphabet, other, blank
-PHONEME_IGNORED = re.compile(r"\([^()]*\)|[ˈˌ ]")  # "(en)...(cmn)": eSpeak switching voices, not a sound
+# No sound: "(en)...(cmn)", eSpeak switching voices (the phonemes between are kept); eSpeak's pause phonemes,
+# each one phoneme named with two or three characters (its reserved phonemes, compiledata.c): "_:" pause, "_"
+# short, "_!" short without linking, "_|" very short, "_::" long, "_;_" clause. The Mandarin voice ends every
+# word (one or more characters: 不画 "pu35Xw'A51_|") with the very short pause "_|", neither "_" nor "|" a
+# sound or a syllable boundary of its own; German writes "_!" and "_|" next to a word's first vowel, French "_|"
+# before a word it does not link to ("_|'O~z", onze). Then the stress marks ' and , and the spaces.
+PHONEME_IGNORED = re.compile(r"\([^()]*\)|_(?:;_|::|[:!|])?|[',\s]")
 _PHONEME_INDEX = {symbol: k for k, symbol in enumerate(PHONEME_ALPHABET)}
 FEATURES_VERSION = 1  # bump when the log-mel front end changes (cache key)
-PHONEMES_VERSION = 1  # bump when zoo.speech.data.phonemize's output changes (cache key)
+PHONEMES_VERSION = 2  # bump when zoo.speech.data.phonemize's output changes (cache key)
 SPLITS = ("train", "val", "test", "test_unseen")
 
 
@@ -125,14 +133,15 @@ def mel_clips(corpus_dir: Path, split: str) -> MelClips:
     return MelClips(tensors["mel"], tensors["offsets"], rows)
 
 
-def phoneme_targets(ipa: str) -> list[int]:
-    """Phoneme CTC targets of eSpeak's IPA (zoo.speech.data.phonemize): one class per code point of
-    PHONEME_ALPHABET, PHONEME_OTHER for any other; stress marks, spaces and voice-switch markers dropped."""
-    return [_PHONEME_INDEX.get(symbol, PHONEME_OTHER) for symbol in PHONEME_IGNORED.sub("", ipa)]
+def phoneme_targets(phonemes: str) -> list[int]:
+    """Phoneme CTC targets of eSpeak's phonemes (zoo.speech.data.phonemize): one class per character of
+    PHONEME_ALPHABET, PHONEME_OTHER for any other; voice-switch markers, pauses, stress marks and spaces
+    dropped (PHONEME_IGNORED)."""
+    return [_PHONEME_INDEX.get(symbol, PHONEME_OTHER) for symbol in PHONEME_IGNORED.sub("", phonemes)]
 
 
 def phoneme_readings(corpus_dir: Path, split: str, rows: list[dict]) -> list[str]:
-    """eSpeak's IPA of every row's transcript ("" for no speech), in row order: read once (one forked eSpeak
+    """eSpeak's phonemes of every row's transcript ("" for no speech), in row order: read once (one forked eSpeak
     child a language) and cached beside the log-mels as a JSON list; a damaged cache is built again."""
     cache = corpus_dir / f"{split}.phonemes-v{PHONEMES_VERSION}.json"
     if cache.exists():
@@ -148,8 +157,8 @@ def phoneme_readings(corpus_dir: Path, split: str, rows: list[dict]) -> list[str
     readings = [""] * len(rows)
     for language in sorted({row["language"] for row in rows if not row["no_speech"]}):
         ids = [i for i, row in enumerate(rows) if not row["no_speech"] and row["language"] == language]
-        for i, ipa in zip(ids, phonemize([rows[i]["text"].strip() for i in ids], language)):
-            readings[i] = ipa
+        for i, reading in zip(ids, phonemize([rows[i]["text"].strip() for i in ids], language)):
+            readings[i] = reading
     with written_atomically(cache) as tmp:
         tmp.write_text(json.dumps(readings, ensure_ascii=False), encoding="utf-8")
     return readings
@@ -202,7 +211,7 @@ def choose_filler(index: int, tokenizer: WhisperTokenizer) -> int:
 class SpeechItems:
     """Items of one split: clip i's log-mel frames with the targets of the task chosen for it (choose_task).
     corpus_dir: where the split came from (evaluation reads the test splits there too). phonemes: each clip's
-    IPA (phoneme_readings), for a model with a phoneme head; None: no phoneme targets."""
+    eSpeak phonemes (phoneme_readings), for a model with a phoneme head; None: no phoneme targets."""
 
     def __init__(self, clips: MelClips, tokenizer: WhisperTokenizer, translate_share: float, corpus_dir: Path,
                  phonemes: list[str] | None = None):
