@@ -2,6 +2,8 @@
 head on an intermediate encoder block, its loss term, its config checks, and models without it."""
 
 import copy
+import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,21 +13,25 @@ import zoo
 from tests.test_speech_model import tiny
 from zoo.speech import recipe
 from zoo.speech.data import VoiceParams, engine, phonemize, synthesize
+from zoo.speech.grammar import SentenceGenerator
+from zoo.speech.tokenizer import WhisperTokenizer
 from zoo.speech.whisper import Whisper, WhisperConfig, encoder_backbone
 
 
 def test_phonemize_gives_espeaks_phoneme_names_and_leaves_synthesis_as_it_was():
     voice = VoiceParams(variant="f2", rate=160)  # a breathy variant: its noise comes from the rand() state
     before = synthesize("The cat sat on the mat.", "en", voice)
-    # eSpeak's ASCII phoneme names, clauses joined by a space; stress marks kept (phoneme_targets drops them)
+    # eSpeak's ASCII phoneme names, "/" between a word's, a space between words and clauses; stress marks kept
+    # (phoneme_units drops them)
     assert phonemize(["The man does not forget the shoe this week.", "Hello, world. How are you?", ""], "en") == [
-        "D@ m'an dVzn,0t f3g'Et D@ S'u: DIs w'i:k", "h@l'oU w'3:ld h'aU A@ ju:", ""]
-    assert phonemize(["Le vieil homme lit le journal."], "fr") == ["l@- vj'Ej 'Om l'i l@- Zurn'al"]
-    # each Mandarin syllable's whole tone contour after its vowel, each word ended by the very short pause _|
+        "D/@ m/'a/n d/V/z/n/,0/t f/3/g/'E/t D/@ S/'u: D/I/s w/'i:/k", "h/@/l/'oU w/'3:/l/d h/'aU A@ j/u:", ""]
+    assert phonemize(["Le vieil homme lit le journal."], "fr") == ["l/@- v/j/'E/j 'O/m l/'i l/@- Z/u/r/n/'a/l"]
+    assert phonemize(["Er trägt die Spielzeuge."], "de") == ["_!_|/E/r t/r/'E:/k/t d/i: S/p/'i:/l/ts/OY/g/@"]
+    # each Mandarin final with its whole tone contour, each word ended by the very short pause _|
     assert phonemize(["我不画那些马。", "妈骂", "一个王后九点必须在办公室里修理那些票。"], "zh") == [
-        "w'o214_| pu35Xw'A51_| n'A51_| S;'iE55_| m'A214_|", "m'A55_| m'A51_|",
-        "ji35k'o-11_| w'A35N_| X'ou51_| tS;'iou214_| t'iE214n_| p'i51_| S;'y55_| ts'ai51_| p'a51n_| k'ong55_| "
-        "s.'i.51_| l'i214_| S;iou55l'i214_| n'A51_| S;'iE55_| phj'Au51_|"]
+        "w/'o214/_| p/u35/X/w/'A51/_| n/'A51/_| S;/'iE55/_| m/'A214/_|", "m/'A55/_| m/'A51/_|",
+        "j/i35/k/'o-11/_| w/'A35/N/_| X/'ou51/_| tS;/'iou214/_| t/'iE214/n/_| p/'i51/_| S;/'y55/_| ts/'ai51/_| "
+        "p/'a51/n/_| k/'ong55/_| s./'i.51/_| l/'i214/_| S;/iou55/l/'i214/_| n/'A51/_| S;/'iE55/_| ph/j/'Au51/_|"]
     np.testing.assert_array_equal(synthesize("The cat sat on the mat.", "en", voice), before)
     with pytest.raises(ValueError, match="eSpeak has no voice 'xx'"):
         engine().phonemes(["hello"], "xx")
@@ -33,26 +39,72 @@ def test_phonemize_gives_espeaks_phoneme_names_and_leaves_synthesis_as_it_was():
         phonemize(["こんにちは"], "ja")
 
 
-def test_phoneme_targets_one_class_a_symbol_and_other_for_the_rest():
-    alphabet = recipe.PHONEME_ALPHABET
-    assert recipe.phoneme_targets(alphabet) == list(range(len(alphabet)))  # every symbol its own class
-    assert recipe.PHONEME_CLASSES == len(alphabet) + 2 == recipe.PHONEME_OTHER + 2  # then other, then the blank
-    # stress marks, spaces, pauses and eSpeak's voice switches are no sounds; a character outside the alphabet
-    # is "other"
-    assert recipe.phoneme_targets("m'A55_| (en)kS@Nt'u:(cmn)_|") == [alphabet.index(s) for s in "mA55kS@Ntu:"]
-    assert recipe.phoneme_targets("_!_|Er tr'E:kt k'ats@n_! _|Im h'at_:_: and") == [
-        alphabet.index(s) for s in "ErtrE:ktkats@nImhatand"]
-    assert recipe.phoneme_targets("?aɑ") == [recipe.PHONEME_OTHER, alphabet.index("a"), recipe.PHONEME_OTHER]
-    assert recipe.phoneme_targets("") == []
+def test_phoneme_units_are_espeaks_names_with_mandarin_tones_apart():
+    assert recipe.phoneme_units("D/@ m/'a/n d/V/z/n/,0/t S/'u: D/I2/; 'E/m/p/t/i", "en") == [
+        "D", "@", "m", "a", "n", "d", "V", "z", "n", "0", "t", "S", "u:", "D", "I2", "E", "m", "p", "t", "i"]
+    # pauses, alone or combined, are no units; a name of several characters is one
+    assert recipe.phoneme_units("_!_|/E/r t/r/'E:/k/t _:_: d/i: _|/'O~/z", "de") == [
+        "E", "r", "t", "r", "E:", "k", "t", "d", "i:", "O~", "z"]
+    # Mandarin: final and tone apart; a word eSpeak reads as English is kept, its markers dropped
+    assert recipe.phoneme_units("tS;/'iou214/_| ph/j/'Au51/_| s./'i.51/_| (en)/k/I2/;/@/N/t/'u:/(cmn)/_|", "zh") == [
+        "tS;", "iou", "214", "ph", "j", "Au", "51", "s.", "i.", "51", "k", "I2", "@", "N", "t", "u:"]
+    # tones are split only in the Mandarin voice's names: not in another language, not between (en) and (cmn)
+    assert recipe.phoneme_units("x55", "en") == ["x55"] and recipe.phoneme_units("x55", "zh") == ["x", "55"]
+    assert recipe.phoneme_units("(en)/x55/(cmn)/x55 (en)/x55", "zh") == ["x55", "x", "55", "x55"]
+    assert recipe.phoneme_units("", "es") == []
+
+
+def test_phoneme_targets_one_class_a_unit_and_other_for_the_rest():
+    units = recipe.PHONEME_UNITS
+    assert list(units) == sorted(set(units)) and len(units) == 129
+    assert not any(c in unit for unit in units for c in "/ ',()_") and ";" not in units
+    assert {"tS;", "iou", "214", "55", "0", "i@3", "A~", "**"} <= set(units)
+    assert recipe.PHONEME_CLASSES == len(units) + 2 == recipe.PHONEME_OTHER + 2  # then other, then the blank
+    assert recipe.phoneme_targets(" ".join(units), "en") == list(range(len(units)))  # every unit its own class
+    # a name outside the units is "other", whole: one class, not one per character
+    assert recipe.phoneme_targets("m/'A55/_| q/'A99 tS;/Q!", "zh") == [
+        units.index("m"), units.index("A"), units.index("55"), recipe.PHONEME_OTHER, recipe.PHONEME_OTHER,
+        units.index("tS;"), recipe.PHONEME_OTHER]
+    assert recipe.phoneme_targets("", "zh") == []
 
 
 def test_the_four_mandarin_tones_are_four_target_sequences():
     # 妈 麻 马 骂: one syllable in tones 1-4; eSpeak's IPA would read 妈 and 骂 alike ("mˈɑ5")
     readings = phonemize(["妈", "麻", "马", "骂"], "zh")
-    targets = [tuple(recipe.phoneme_targets(reading)) for reading in readings]
-    assert len(set(targets)) == 4, readings
-    assert readings == ["m'A55_|", "m'A35_|", "m'A214_|", "m'A51_|"]
-    assert targets[0] == tuple(recipe.PHONEME_ALPHABET.index(s) for s in "mA55")  # the repeated digit twice
+    assert readings == ["m/'A55/_|", "m/'A35/_|", "m/'A214/_|", "m/'A51/_|"]
+    targets = [recipe.phoneme_targets(reading, "zh") for reading in readings]
+    units = recipe.PHONEME_UNITS
+    # the same initial and final, then the tone: four sequences that differ only in the tone unit
+    assert targets == [[units.index("m"), units.index("A"), units.index(tone)] for tone in ("55", "35", "214", "51")]
+
+
+def test_a_mandarin_syllable_is_at_most_five_units():
+    # initial, medial glide, final, tone, nasal coda; most are 3 or 4
+    assert [recipe.phoneme_units(r, "zh") for r in phonemize(["九", "票", "关"], "zh")] == [
+        ["tS;", "iou", "214"], ["ph", "j", "Au", "51"], ["k", "w", "a", "55", "n"]]
+    rng = random.Random(0)
+    characters = sorted({c for _ in range(300) for c in SentenceGenerator("zh").sample(rng, "train").text
+                         if "\u4e00" <= c <= "\u9fff"})
+    readings = phonemize(characters, "zh")  # each character alone
+    lengths = {c: len(recipe.phoneme_units(r, "zh")) for c, r in zip(characters, readings) if "(en)" not in r}
+    assert len(lengths) > 200 and max(lengths.values()) == 5 and min(lengths.values()) >= 2, lengths
+    # the exceptions: characters eSpeak reads as an English word (穷: "(en)/k/I2/;/@/N/t/'u:/(cmn)/_|")
+    assert len(lengths) >= len(characters) - 2
+
+
+def test_items_carry_the_phoneme_targets_and_no_speech_has_none():
+    tokenizer = WhisperTokenizer.train(["the cat", "妈骂"], 1900, ["en", "zh"])
+    rows = [{"language": "zh", "text": "妈骂", "translation": "", "no_speech": False},
+            {"language": None, "text": "", "translation": "", "no_speech": True},
+            {"language": "en", "text": "the cat", "translation": "", "no_speech": False}]
+    clips = recipe.MelClips(torch.randn(30, 80), torch.tensor([0, 10, 20, 30]), rows)
+    items = recipe.SpeechItems(clips, tokenizer, 0.0, Path("."), ["m/'A55/_| m/'A51/_|", "", "D/@ k/'a/t"])
+    units = recipe.PHONEME_UNITS
+    assert items[0]["phoneme_targets"].tolist() == [units.index(u) for u in ("m", "A", "55", "m", "A", "51")]
+    assert items[1]["phoneme_length"].item() == 0 and items[2]["phoneme_length"].item() == 5
+    batch = recipe.collate([items[i] for i in range(3)])
+    assert batch["phoneme_targets"].shape == (3, 6) and batch["phoneme_length"].tolist() == [6, 0, 5]
+    assert "phoneme_targets" not in recipe.SpeechItems(clips, tokenizer, 0.0, Path("."))[0]
 
 
 def test_the_phoneme_head_reads_the_chosen_encoder_block():
@@ -127,10 +179,10 @@ def test_phoneme_readings_are_cached_in_row_order_and_a_damaged_cache_is_rebuilt
     rows = [{"language": "zh", "text": "我不画那些马。", "no_speech": False},
             {"language": None, "text": "", "no_speech": True},
             {"language": "en", "text": " Hello, world. ", "no_speech": False}]
-    expected = ["w'o214_| pu35Xw'A51_| n'A51_| S;'iE55_| m'A214_|", "", "h@l'oU w'3:ld"]
+    expected = ["w/'o214/_| p/u35/X/w/'A51/_| n/'A51/_| S;/'iE55/_| m/'A214/_|", "", "h/@/l/'oU w/'3:/l/d"]
     assert recipe.phoneme_readings(tmp_path, "train", rows) == expected
-    cache = tmp_path / "train.phonemes-v2.json"
+    cache = tmp_path / "train.phonemes-v3.json"
     cache.write_text('["only one"]', encoding="utf-8")  # a cache of another manifest reads as damaged
-    with pytest.warns(UserWarning, match=r"damaged cache: .*train.phonemes-v2.json is not a JSON list of 3 strings"):
+    with pytest.warns(UserWarning, match=r"damaged cache: .*train.phonemes-v3.json is not a JSON list of 3 strings"):
         assert recipe.phoneme_readings(tmp_path, "train", rows) == expected
     assert recipe.phoneme_readings(tmp_path, "train", rows) == expected  # from the rebuilt cache, no warning

@@ -34,7 +34,7 @@ from zoo.data.collate import pad_collate
 from zoo.errors import InputError
 from zoo.registry import TrainingData
 from zoo.speech.audio import MEL_PAD, load_audio, log_mel_spectrogram
-from zoo.speech.data import SpeechCorpusConfig, build_corpus, phonemize, read_manifest
+from zoo.speech.data import ESPEAK_VOICES, PHONEME_SEPARATOR, SpeechCorpusConfig, build_corpus, phonemize, read_manifest
 from zoo.speech.tokenizer import WhisperTokenizer
 from zoo.utils import model_device, read_cache, unwrapped, written_atomically
 
@@ -46,30 +46,44 @@ UNIFORM = -101  # label of a position whose target is the uniform distribution (
 # few times (README "Speech" has the measured difference). At 50 encoder frames a second there is room for
 # a byte and a blank between bytes (speech in the corpus is about 18 bytes a second).
 CTC_CLASSES = 256 + 1  # bytes 0-255, blank = 256
-# The phoneme head (hierarchical multitask CTC, Toshniwal et al., 2017; Sanabria & Metze, 2018) predicts
-# eSpeak NG's phonemes of the transcript in its ASCII mnemonics (zoo.speech.data.phonemize), one class per
-# character: PHONEME_ALPHABET is every character eSpeak writes for zoo.speech.grammar's sentences (5,000 drawn
-# for each split and language: 62, each seen at least 387 times, in every split), less what is no sound. A
-# phoneme named with several characters ("tS;", "A~") is that many classes, and a Mandarin tone is its contour's
-# digits (55 is "5" twice: CTC keeps a repeat apart with a blank between), the digits shared with the phoneme
-# names that hold one (English "0" and "I2"). Then "other" (any character outside the alphabet) and the blank,
-# last. Every language shares these few dozen classes, and they say how a Mandarin syllable sounds (consonant,
-# vowel, tone), which its character's three UTF-8 bytes do not. ASCII, not IPA: eSpeak's IPA writes one
-# character per tone and merges tones 1 and 4 (see phonemize), so 153 of the 375 Han characters of those
-# sentences, each read alone, read like another; with the contours 113 do (他 她: "th'A55_|").
-PHONEME_ALPHABET = "#&*-.012345:;@ABCDEFIJLNOQRSTUVWXYZ[^abdefghijklmnoprstuvwxyz~"
-PHONEME_OTHER = len(PHONEME_ALPHABET)
-PHONEME_CLASSES = len(PHONEME_ALPHABET) + 2  # the alphabet, other, blank
-# No sound: "(en)...(cmn)", eSpeak switching voices (the phonemes between are kept); eSpeak's pause phonemes,
-# each one phoneme named with two or three characters (its reserved phonemes, compiledata.c): "_:" pause, "_"
-# short, "_!" short without linking, "_|" very short, "_::" long, "_;_" clause. The Mandarin voice ends every
-# word (one or more characters: 不画 "pu35Xw'A51_|") with the very short pause "_|", neither "_" nor "|" a
-# sound or a syllable boundary of its own; German writes "_!" and "_|" next to a word's first vowel, French "_|"
-# before a word it does not link to ("_|'O~z", onze). Then the stress marks ' and , and the spaces.
-PHONEME_IGNORED = re.compile(r"\([^()]*\)|_(?:;_|::|[:!|])?|[',\s]")
-_PHONEME_INDEX = {symbol: k for k, symbol in enumerate(PHONEME_ALPHABET)}
+# The phoneme head (hierarchical multitask CTC, Toshniwal et al., 2017; Sanabria & Metze, 2018) predicts eSpeak NG's
+# phonemes of the transcript (zoo.speech.data.phonemize, its ASCII mnemonics) as units (phoneme_units): one class per
+# eSpeak phoneme name ("tS;", "A~", "aI"), not per character of a name. A name's characters are no sounds of their
+# own, and they make targets long for CTC, which needs a frame for each target and a blank between two equal ones: a
+# Mandarin syllable, "tS;'iou214" (九), was 9 characters, 23-28 a second of Mandarin speech at the corpus's rates
+# (eSpeak's default 175 words a minute and the fastest, 210), so CTC needed up to two thirds of the encoder's 50
+# frames a second. A Mandarin final's tone contour is a unit of its own ("iou214" -> "iou", "214"): the five contours
+# (55, 35, 214, 51, 11) are pitch patterns every final shares, so each is seen often, where a class per toned final
+# (97 in the sentences below, the rarest seen 35 times in 20,000) would split what the finals share. A Mandarin
+# syllable is then mostly 3 or 4 units and at most 5 (initial, medial glide, final, tone, nasal coda: 九 "tS; iou 214",
+# 票 "ph j Au 51", 关 "k w a 55 n"): 13-17 units a second in every language at those rates (bytes: 14-17 in Mandarin,
+# 19-31 in the others), about a third of the frames. PHONEME_UNITS: every unit of zoo.speech.grammar's sentences
+# (5,000 drawn for each split and language) through phonemize and phoneme_units, sorted: 129, each seen at least 174
+# times, in every split; a name that more than one language has ("a", "n", "@") is one class. Then "other" (a unit
+# outside them) and the blank, last. ASCII, not IPA: eSpeak's IPA writes one character per tone and merges tones 1 and
+# 4 (see phonemize), so 153 of the 375 Han characters of those sentences, each read alone, read like another; with the
+# contours 113 do (他 她: "th/'A55/_|").
+PHONEME_UNITS: tuple[str, ...] = (
+    "**", "0", "11", "214", "3", "35", "3:", "51", "55", "@", "@-", "@L", "@r", "A", "A:", "A@", "Au", "A~", "B", "C",
+    "D", "E", "E:", "E~", "I", "I2", "J^", "N", "O", "O:", "O@", "OI", "OY", "O~", "Q", "R", "R2", "S", "S;", "T", "U",
+    "U@", "UR", "V", "W", "W~", "X", "Y", "Y:", "Z", "a", "a#", "a-", "aI", "aI@", "aU", "aa", "ai", "b", "d", "dZ",
+    "e", "e-", "e:", "e@", "eI", "ei", "f", "g", "h", "i", "i.", "i:", "i@", "i@3", "iA", "iE", "i[", "iou", "j", "k",
+    "kh", "l", "l^", "m", "n", "n^", "o", "o-", "o:", "o@", "oI", "oU", "ong", "ou", "p", "pF", "ph", "r", "r-", "s",
+    "s.", "t", "t2", "tS", "tS;", "tS;h", "th", "ts", "ts.", "ts.h", "tsh", "u", "u:", "u@", "ua", "uai", "uei", "uo",
+    "v", "w", "x", "y", "y&", "y:", "yE", "z", "z.", "z2"
+)
+PHONEME_OTHER = len(PHONEME_UNITS)
+PHONEME_CLASSES = len(PHONEME_UNITS) + 2  # the units, other, blank
+# No sounds: eSpeak's pause phonemes, its reserved names (compiledata.c) "_:" pause, "_" short, "_!" short
+# without linking, "_|" very short, "_::" long, "_;_" clause, and two of them written as one name (German
+# "_!_|"): the Mandarin voice ends every word with "_|", German writes "_!" before a word's first vowel, French
+# "_|" before a word it does not link to. And ";", which every voice writes between an "i" and a vowel
+# (English "the empty" "D/I2/; 'E/m/p/t/i") and for which eSpeak's IPA writes nothing.
+PHONEME_SILENT = re.compile(r"(?:_(?:;_|::|[:!|])?)+|;")
+MANDARIN_TONE = re.compile(r"(.+?)(55|35|214|51|11)")  # a toned final of the Mandarin voice: final, contour
+_PHONEME_INDEX = {unit: k for k, unit in enumerate(PHONEME_UNITS)}
 FEATURES_VERSION = 1  # bump when the log-mel front end changes (cache key)
-PHONEMES_VERSION = 2  # bump when zoo.speech.data.phonemize's output changes (cache key)
+PHONEMES_VERSION = 3  # bump when zoo.speech.data.phonemize's output changes (cache key)
 SPLITS = ("train", "val", "test", "test_unseen")
 
 
@@ -133,11 +147,27 @@ def mel_clips(corpus_dir: Path, split: str) -> MelClips:
     return MelClips(tensors["mel"], tensors["offsets"], rows)
 
 
-def phoneme_targets(phonemes: str) -> list[int]:
-    """Phoneme CTC targets of eSpeak's phonemes (zoo.speech.data.phonemize): one class per character of
-    PHONEME_ALPHABET, PHONEME_OTHER for any other; voice-switch markers, pauses, stress marks and spaces
-    dropped (PHONEME_IGNORED)."""
-    return [_PHONEME_INDEX.get(symbol, PHONEME_OTHER) for symbol in PHONEME_IGNORED.sub("", phonemes)]
+def phoneme_units(phonemes: str, language: str) -> list[str]:
+    """The phoneme head's units of eSpeak's phonemes of a text in `language` (zoo.speech.data.phonemize): its
+    phoneme names (split at PHONEME_SEPARATOR and spaces), stress marks dropped from their start; pauses and
+    ";" dropped (PHONEME_SILENT), as are the voice-switch markers "(en)" ... "(cmn)", the names between them
+    kept; and a toned final of the Mandarin voice split into final and tone contour (MANDARIN_TONE: "iou214" ->
+    "iou", "214"), only there: English "0" (not) and "i@3" (here) are whole names."""
+    units, voice = [], ESPEAK_VOICES[language]
+    for name in re.split(rf"[{PHONEME_SEPARATOR}\s]+", phonemes):
+        name = name.lstrip("',")
+        if name.startswith("(") and name.endswith(")"):  # eSpeak switching voice, to "en", back to "cmn"
+            voice = name[1:-1]
+        elif name and not PHONEME_SILENT.fullmatch(name):
+            toned = MANDARIN_TONE.fullmatch(name) if voice == ESPEAK_VOICES["zh"] else None
+            units.extend(toned.groups() if toned else [name])
+    return units
+
+
+def phoneme_targets(phonemes: str, language: str) -> list[int]:
+    """Phoneme CTC targets of eSpeak's phonemes of a text in `language`: the class of each of its phoneme_units
+    in PHONEME_UNITS, PHONEME_OTHER for a unit outside them."""
+    return [_PHONEME_INDEX.get(unit, PHONEME_OTHER) for unit in phoneme_units(phonemes, language)]
 
 
 def phoneme_readings(corpus_dir: Path, split: str, rows: list[dict]) -> list[str]:
@@ -229,8 +259,9 @@ class SpeechItems:
         transcript = [] if row["no_speech"] else list(row["text"].strip().encode("utf-8"))  # CTC targets: bytes
         item = {"mel": self.clips.frames(i), "tokens": torch.tensor(inputs), "labels": torch.tensor(labels),
                 **ctc_item("ctc", transcript)}
-        if self.phonemes is not None:  # no speech: "" -> no targets, as the bytes
-            item.update(ctc_item("phoneme", phoneme_targets(self.phonemes[i])))
+        if self.phonemes is not None:  # no speech: no targets, as the bytes
+            targets = [] if row["no_speech"] else phoneme_targets(self.phonemes[i], row["language"])
+            item.update(ctc_item("phoneme", targets))
         return item
 
 
