@@ -14,11 +14,11 @@ from zoo.speech.tokenizer import WhisperTokenizer
 from zoo.speech.whisper import Whisper, WhisperConfig, decoder_backbone, encoder_backbone
 
 
-def tiny(ctc_weight: float = 0.0, vocab_size: int = 64) -> Whisper:
+def tiny(ctc_weight: float = 0.0, vocab_size: int = 64, **fields) -> Whisper:
     torch.manual_seed(0)
     small = dict(dim=32, n_layers=2, n_heads=4)
     return Whisper(WhisperConfig(vocab_size=vocab_size, ctc_weight=ctc_weight, encoder=encoder_backbone(**small),
-                                 decoder=decoder_backbone(**small))).eval()
+                                 decoder=decoder_backbone(**small), **fields)).eval()
 
 
 def test_a_clip_keeps_its_length_and_padding_changes_nothing():
@@ -128,14 +128,15 @@ def test_token_loss_scores_uniform_positions_against_the_uniform_distribution():
         math.log(5))
 
 
-@pytest.mark.parametrize("ctc_weight", [0.0, 0.3])
-def test_the_loss_runs_through_ddps_forward(ctc_weight):
+@pytest.mark.parametrize("ctc_weight, phoneme_ctc_weight", [(0.0, 0.0), (0.3, 0.0), (0.3, 0.2)])
+def test_the_loss_runs_through_ddps_forward(ctc_weight, phoneme_ctc_weight):
     """The trainer hands the loss the DDP wrapper: the loss must compute through its forward (DDP's gradient
-    sync is armed there) and read the config from the wrapped model; gradients equal the bare model's."""
+    sync is armed there) and read the config from the wrapped model; gradients equal the bare model's (the
+    phoneme head's too: its encoder block's output is caught inside that one forward)."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    model = tiny(ctc_weight=ctc_weight).train()
+    model = tiny(ctc_weight=ctc_weight, phoneme_ctc_weight=phoneme_ctc_weight).train()
     batch, _ = recipe.example_batch(model, torch.Generator().manual_seed(0))
     recipe.loss(model, batch)[0].backward()
     expected = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}

@@ -25,13 +25,12 @@ prints each language's error rate (WER, CER for Mandarin), their mean and the se
 
 mandarin: where a model's Mandarin errors come from. Its Mandarin clips of each split are transcribed with joint
 decoding (as `zoo eval` does) and by the CTC head alone (greedy); for each, the CER with its substitutions,
-deletions and insertions, and how many substitutions swap two characters eSpeak reads alike (its IPA for each
-character alone), i.e. errors no model could avoid from the audio without the sentence's context.
+deletions and insertions, and how many substitutions swap two characters eSpeak reads alike (its phonemes for
+each character alone, tone included: zoo.speech.data.phonemize), i.e. errors no model could avoid from the
+audio without the sentence's context.
 """
 
 import argparse
-import ctypes
-import functools
 import math
 import random
 import re
@@ -225,7 +224,7 @@ def joint(args):
 def mandarin(args):
     import zoo
     from zoo.models import trained_dir
-    from zoo.speech.data import ESPEAK_VOICES, Espeak, read_manifest
+    from zoo.speech.data import phonemize, read_manifest
     from zoo.speech.decoding import DecodingOptions, decode
 
     torch.set_num_threads(args.threads)
@@ -233,19 +232,16 @@ def mandarin(args):
     if getattr(model, "ctc_head", None) is None:
         raise SystemExit(f"{args.model} has no CTC head (a Whisper trained with model.ctc_weight > 0, as "
                          f"whisper-cpu, has one): this analysis compares joint decoding with the CTC head alone")
-    engine = Espeak()
-    engine.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-    engine.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
-    engine.lib.espeak_SetVoiceByName(ESPEAK_VOICES["zh"].encode())
-
-    @functools.cache
-    def reading(character: str) -> str:
-        """eSpeak's IPA for one character alone (textmode 1: UTF-8; phonememode 2: IPA)."""
-        text = ctypes.c_char_p(character.encode())
-        return (engine.lib.espeak_TextToPhonemes(ctypes.byref(text), 1, 2) or b"").decode()
-
     trained = {c for row in read_manifest(args.corpus, "train") if row["language"] == "zh"
                for c in re.findall(HAN, row["text"])}
+    readings = dict(zip(sorted(trained), phonemize(sorted(trained), "zh")))  # one eSpeak child for them all
+
+    def reading(character: str) -> str:
+        """eSpeak's phonemes for one character alone."""
+        if character not in readings:  # a character the model wrote that training never had
+            readings[character] = phonemize([character], "zh")[0]
+        return readings[character]
+
     alike = Counter(reading(c) for c in trained)
     print(f"eSpeak reads {sum(alike[reading(c)] > 1 for c in trained)} of the {len(trained)} Han characters of the "
           f"training text like another of them", flush=True)

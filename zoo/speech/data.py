@@ -61,6 +61,13 @@ MAX_SENTENCE_DRAWS = 50  # redraws when a sentence comes out too short or long; 
 AUDIO_OUTPUT_SYNCHRONOUS = 0x02
 ESPEAK_RATE, ESPEAK_VOLUME, ESPEAK_PITCH, ESPEAK_RANGE = 1, 2, 3, 4
 ESPEAK_CHARS_UTF8 = 1
+# espeak_TextToPhonemes' phonememode: bit 1 clear, eSpeak's ASCII phoneme mnemonics (not IPA, which keeps one
+# character per Mandarin tone and so merges tones: see phonemize); bits 8-23 the code point eSpeak writes between
+# two phonemes of a word, PHONEME_SEPARATOR. No phoneme name of the five voices holds a "/", so a reading splits
+# into eSpeak's names exactly (checked on 5,000 of zoo.speech.grammar's sentences for each split and language:
+# read without a separator they hold no "/", and read with it they are the same less the "/"s)
+PHONEME_SEPARATOR = "/"
+ESPEAK_PHONEMES_ASCII = ord(PHONEME_SEPARATOR) << 8
 SYNTH_RAND_SEED = 1
 SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
@@ -137,8 +144,9 @@ class SpeechCorpusConfig:
 
 
 class Espeak:
-    """The process's eSpeak NG engine. Every utterance is spoken in a forked child, so this engine never
-    speaks and its internal state stays as initialised: the same request always gives the same samples."""
+    """The process's eSpeak NG engine. Every utterance is spoken, and every text read into phonemes, in a
+    forked child, so this engine never does either and its internal state stays as initialised: the same
+    request always gives the same samples."""
 
     def __init__(self):
         import espeakng_loader  # the wheel with the library and voice data
@@ -149,6 +157,9 @@ class Espeak:
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        # const char *espeak_TextToPhonemes(const void **textptr, int textmode, int phonememode)
+        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
         data = espeakng_loader.get_data_path().encode()
         self.sample_rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0)
         if self.sample_rate <= 0:
@@ -163,13 +174,16 @@ class Espeak:
             self._chunks.append(ctypes.string_at(wav, 2 * n))
         return 0  # 0: continue synthesis
 
+    def _set_voice(self, voice: str):
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise InputError(f"eSpeak has no voice {voice!r}")
+
     def _speak_here(self, text: str, voice: str, params: VoiceParams) -> bytes:
         # The breathy variants (f2, f4, ...) add noise from libc's rand(), whose state a forked child inherits
         # from whatever ran in the parent: seed both generators eSpeak may use.
         ctypes.CDLL(None).srand(SYNTH_RAND_SEED)
         self.lib.espeak_ng_SetRandSeed(ctypes.c_long(SYNTH_RAND_SEED))
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise InputError(f"eSpeak has no voice {voice!r}")
+        self._set_voice(voice)
         for param, value in ((ESPEAK_RATE, params.rate), (ESPEAK_VOLUME, params.volume),
                              (ESPEAK_PITCH, params.pitch), (ESPEAK_RANGE, params.pitch_range)):
             self.lib.espeak_SetParameter(param, int(value), 0)
@@ -179,17 +193,30 @@ class Espeak:
         self.lib.espeak_Synchronize()
         return b"".join(self._chunks)
 
-    def speak(self, text: str, voice: str, params: VoiceParams) -> np.ndarray:
-        """int16 samples at self.sample_rate, spoken by a forked child (see the class docstring)."""
+    def _phonemes_here(self, texts: list[str], voice: str) -> bytes:
+        self._set_voice(voice)
+        readings = []
+        for text in texts:
+            data = text.encode()  # kept alive: eSpeak moves `pointer` along this buffer
+            pointer, clauses = ctypes.c_char_p(data), []
+            while pointer.value:  # one clause a call; eSpeak leaves the pointer after it (NULL at the end)
+                clauses.append(self.lib.espeak_TextToPhonemes(ctypes.byref(pointer), ESPEAK_CHARS_UTF8,
+                                                              ESPEAK_PHONEMES_ASCII))
+            readings.append(" ".join(c.decode() for c in clauses if c))  # None: a clause without phonemes
+        return json.dumps(readings).encode()
+
+    def _in_child(self, work, voice: str, what: str) -> bytes:
+        """The bytes `work()` returns, computed in a forked child (see the class docstring) and sent back
+        through a pipe; the child leaves without running any parent cleanup."""
         read_fd, write_fd = os.pipe()
         pid = os.fork()
-        if pid == 0:  # child: speak, send the samples, leave without running any parent cleanup
+        if pid == 0:
             code = 0
             try:
                 os.close(read_fd)
                 with os.fdopen(write_fd, "wb") as pipe:
-                    pipe.write(self._speak_here(text, voice, params))
-            except ValueError:
+                    pipe.write(work())
+            except ValueError:  # _set_voice's InputError: the only bad input a child meets
                 code = 2
             except BaseException:
                 code = 1
@@ -202,8 +229,19 @@ class Espeak:
         if code == 2:
             raise InputError(f"eSpeak has no voice {voice!r}")
         if code != 0:
-            raise RuntimeError(f"eSpeak child failed (exit {code}) speaking {text!r} with voice {voice!r}")
+            raise RuntimeError(f"eSpeak child failed (exit {code}) {what} with voice {voice!r}")
+        return data
+
+    def speak(self, text: str, voice: str, params: VoiceParams) -> np.ndarray:
+        """int16 samples at self.sample_rate, spoken by a forked child (see the class docstring)."""
+        data = self._in_child(lambda: self._speak_here(text, voice, params), voice, f"speaking {text!r}")
         return np.frombuffer(data, dtype=np.int16)
+
+    def phonemes(self, texts: list[str], voice: str) -> list[str]:
+        """eSpeak's phonemes of each text (see phonemize), the clauses joined by a space: all of them in one
+        forked child, so this engine's state stays as initialised and the corpus's audio does not change."""
+        return json.loads(self._in_child(lambda: self._phonemes_here(texts, voice), voice,
+                                         f"phonemising {len(texts)} texts"))
 
 
 _ENGINE: Espeak | None = None
@@ -223,6 +261,21 @@ def synthesize(text: str, language: str, voice: VoiceParams = VoiceParams()) -> 
     pcm = eng.speak(text, voice.voice_name(language), voice)
     wave = torch.from_numpy(pcm.astype(np.float32) / 32768.0)
     return AF.resample(wave, eng.sample_rate, SAMPLE_RATE).numpy()
+
+
+def phonemize(texts: list[str], language: str) -> list[str]:
+    """eSpeak NG's phonemes of each text in `language` (a Whisper code), in eSpeak's ASCII phoneme mnemonics (its
+    phoneme names, as in its dictionaries: "S" for IPA ʃ, "@" for ə, "tS;" for tɕ), as eSpeak writes them: the
+    names of a word's phonemes joined by PHONEME_SEPARATOR "/", a space between words, stress marks (' primary,
+    , secondary) before a name, pauses ("_", "_:", "_!", "_|", and combined: German "_!_|"), and a word eSpeak
+    reads by another language's rules between its voice-switch markers (the Mandarin voice reads 熊 as English:
+    "(en)/k/S/@/N/t/'u:/(cmn)"). A Mandarin syllable's final ends in its whole tone contour: 55, 35, 214, 51 for
+    tones 1-4 and 11 for the neutral tone, so phonemize(["妈骂麻马"], "zh") == ["m/'A55/_| m/'A51/_| m/'A35/_|
+    m/'A214/_|"]. Not IPA: eSpeak's IPA keeps one character per tone, the first (55) and fourth (51) both "5"
+    and the second (35) "ɜ", and so reads 妈 and 骂 alike. zoo.speech.recipe.phoneme_units turns a reading into
+    the phoneme head's units. The corpus's speech does not change: the texts are read in a forked child
+    (Espeak.phonemes)."""
+    return engine().phonemes(list(texts), ESPEAK_VOICES[check_language(language)])
 
 
 # -----------------------------------------------------------------------------

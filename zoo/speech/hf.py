@@ -410,6 +410,8 @@ def export_problems(model: Whisper) -> list[str]:
                         f"({c.decoder.gelu_approximate}); Whisper has one activation_function")
     if model.ctc_head is not None:
         problems.append("the encoder's CTC head (ctc_weight > 0) has no place in Whisper's format")
+    if model.phoneme_head is not None:
+        problems.append("the encoder's phoneme CTC head (phoneme_ctc_weight > 0) has no place in Whisper's format")
     if model.tokenizer is None:
         problems.append("the model has no tokenizer, which a Whisper folder holds beside the weights")
     for part, b in (("encoder", c.encoder), ("decoder", c.decoder)):

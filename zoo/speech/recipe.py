@@ -1,5 +1,6 @@
 """How the trainer feeds and scores the Whisper-style model: data settings, the multitask training targets,
-the loss (cross-entropy, optionally joint with CTC), and evaluation (WER, CER, BLEU, language ID, no-speech).
+the loss (cross-entropy, optionally joint with CTC on bytes and on phonemes), and evaluation (WER, CER, BLEU,
+language ID, no-speech).
 
 These are the functions the `whisper` Family registers (zoo/speech/whisper.py); the trainer calls nothing else.
 
@@ -18,8 +19,10 @@ sure there is no speech and still writes fluent, confident text after the prompt
 """
 
 import dataclasses
-import functools
 import hashlib
+import json
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +34,7 @@ from zoo.data.collate import pad_collate
 from zoo.errors import InputError
 from zoo.registry import TrainingData
 from zoo.speech.audio import MEL_PAD, load_audio, log_mel_spectrogram
-from zoo.speech.data import SpeechCorpusConfig, build_corpus, read_manifest
+from zoo.speech.data import ESPEAK_VOICES, PHONEME_SEPARATOR, SpeechCorpusConfig, build_corpus, phonemize, read_manifest
 from zoo.speech.tokenizer import WhisperTokenizer
 from zoo.utils import model_device, read_cache, unwrapped, written_atomically
 
@@ -43,7 +46,44 @@ UNIFORM = -101  # label of a position whose target is the uniform distribution (
 # few times (README "Speech" has the measured difference). At 50 encoder frames a second there is room for
 # a byte and a blank between bytes (speech in the corpus is about 18 bytes a second).
 CTC_CLASSES = 256 + 1  # bytes 0-255, blank = 256
+# The phoneme head (hierarchical multitask CTC, Toshniwal et al., 2017; Sanabria & Metze, 2018) predicts eSpeak NG's
+# phonemes of the transcript (zoo.speech.data.phonemize, its ASCII mnemonics) as units (phoneme_units): one class per
+# eSpeak phoneme name ("tS;", "A~", "aI"), not per character of a name. A name's characters are no sounds of their
+# own, and they make targets long for CTC, which needs a frame for each target and a blank between two equal ones: a
+# Mandarin syllable, "tS;'iou214" (九), was 9 characters, 23-28 a second of Mandarin speech at the corpus's rates
+# (eSpeak's default 175 words a minute and the fastest, 210), so CTC needed up to two thirds of the encoder's 50
+# frames a second. A Mandarin final's tone contour is a unit of its own ("iou214" -> "iou", "214"): the five contours
+# (55, 35, 214, 51, 11) are pitch patterns every final shares, so each is seen often, where a class per toned final
+# (97 in the sentences below, the rarest seen 35 times in 20,000) would split what the finals share. A Mandarin
+# syllable is then mostly 3 or 4 units and at most 5 (initial, medial glide, final, tone, nasal coda: 九 "tS; iou 214",
+# 票 "ph j Au 51", 关 "k w a 55 n"): 13-17 units a second in every language at those rates (bytes: 14-17 in Mandarin,
+# 19-31 in the others), about a third of the frames. PHONEME_UNITS: every unit of zoo.speech.grammar's sentences
+# (5,000 drawn for each split and language) through phonemize and phoneme_units, sorted: 129, each seen at least 174
+# times, in every split; a name that more than one language has ("a", "n", "@") is one class. Then "other" (a unit
+# outside them) and the blank, last. ASCII, not IPA: eSpeak's IPA writes one character per tone and merges tones 1 and
+# 4 (see phonemize), so 153 of the 375 Han characters of those sentences, each read alone, read like another; with the
+# contours 113 do (他 她: "th/'A55/_|").
+PHONEME_UNITS: tuple[str, ...] = (
+    "**", "0", "11", "214", "3", "35", "3:", "51", "55", "@", "@-", "@L", "@r", "A", "A:", "A@", "Au", "A~", "B", "C",
+    "D", "E", "E:", "E~", "I", "I2", "J^", "N", "O", "O:", "O@", "OI", "OY", "O~", "Q", "R", "R2", "S", "S;", "T", "U",
+    "U@", "UR", "V", "W", "W~", "X", "Y", "Y:", "Z", "a", "a#", "a-", "aI", "aI@", "aU", "aa", "ai", "b", "d", "dZ",
+    "e", "e-", "e:", "e@", "eI", "ei", "f", "g", "h", "i", "i.", "i:", "i@", "i@3", "iA", "iE", "i[", "iou", "j", "k",
+    "kh", "l", "l^", "m", "n", "n^", "o", "o-", "o:", "o@", "oI", "oU", "ong", "ou", "p", "pF", "ph", "r", "r-", "s",
+    "s.", "t", "t2", "tS", "tS;", "tS;h", "th", "ts", "ts.", "ts.h", "tsh", "u", "u:", "u@", "ua", "uai", "uei", "uo",
+    "v", "w", "x", "y", "y&", "y:", "yE", "z", "z.", "z2"
+)
+PHONEME_OTHER = len(PHONEME_UNITS)
+PHONEME_CLASSES = len(PHONEME_UNITS) + 2  # the units, other, blank
+# No sounds: eSpeak's pause phonemes, its reserved names (compiledata.c) "_:" pause, "_" short, "_!" short
+# without linking, "_|" very short, "_::" long, "_;_" clause, and two of them written as one name (German
+# "_!_|"): the Mandarin voice ends every word with "_|", German writes "_!" before a word's first vowel, French
+# "_|" before a word it does not link to. And ";", which every voice writes between an "i" and a vowel
+# (English "the empty" "D/I2/; 'E/m/p/t/i") and for which eSpeak's IPA writes nothing.
+PHONEME_SILENT = re.compile(r"(?:_(?:;_|::|[:!|])?)+|;")
+MANDARIN_TONE = re.compile(r"(.+?)(55|35|214|51|11)")  # a toned final of the Mandarin voice: final, contour
+_PHONEME_INDEX = {unit: k for k, unit in enumerate(PHONEME_UNITS)}
 FEATURES_VERSION = 1  # bump when the log-mel front end changes (cache key)
+PHONEMES_VERSION = 3  # bump when zoo.speech.data.phonemize's output changes (cache key)
 SPLITS = ("train", "val", "test", "test_unseen")
 
 
@@ -107,6 +147,53 @@ def mel_clips(corpus_dir: Path, split: str) -> MelClips:
     return MelClips(tensors["mel"], tensors["offsets"], rows)
 
 
+def phoneme_units(phonemes: str, language: str) -> list[str]:
+    """The phoneme head's units of eSpeak's phonemes of a text in `language` (zoo.speech.data.phonemize): its
+    phoneme names (split at PHONEME_SEPARATOR and spaces), stress marks dropped from their start; pauses and
+    ";" dropped (PHONEME_SILENT), as are the voice-switch markers "(en)" ... "(cmn)", the names between them
+    kept; and a toned final of the Mandarin voice split into final and tone contour (MANDARIN_TONE: "iou214" ->
+    "iou", "214"), only there: English "0" (not) and "i@3" (here) are whole names."""
+    units, voice = [], ESPEAK_VOICES[language]
+    for name in re.split(rf"[{PHONEME_SEPARATOR}\s]+", phonemes):
+        name = name.lstrip("',")
+        if name.startswith("(") and name.endswith(")"):  # eSpeak switching voice, to "en", back to "cmn"
+            voice = name[1:-1]
+        elif name and not PHONEME_SILENT.fullmatch(name):
+            toned = MANDARIN_TONE.fullmatch(name) if voice == ESPEAK_VOICES["zh"] else None
+            units.extend(toned.groups() if toned else [name])
+    return units
+
+
+def phoneme_targets(phonemes: str, language: str) -> list[int]:
+    """Phoneme CTC targets of eSpeak's phonemes of a text in `language`: the class of each of its phoneme_units
+    in PHONEME_UNITS, PHONEME_OTHER for a unit outside them."""
+    return [_PHONEME_INDEX.get(unit, PHONEME_OTHER) for unit in phoneme_units(phonemes, language)]
+
+
+def phoneme_readings(corpus_dir: Path, split: str, rows: list[dict]) -> list[str]:
+    """eSpeak's phonemes of every row's transcript ("" for no speech), in row order: read once (one forked eSpeak
+    child a language) and cached beside the log-mels as a JSON list; a damaged cache is built again."""
+    cache = corpus_dir / f"{split}.phonemes-v{PHONEMES_VERSION}.json"
+    if cache.exists():
+        try:
+            readings = json.loads(cache.read_text(encoding="utf-8"))
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError
+            readings = None
+        if isinstance(readings, list) and len(readings) == len(rows) and all(isinstance(r, str) for r in readings):
+            return readings
+        warnings.warn(f"damaged cache: {cache} is not a JSON list of {len(rows)} strings; deleting it and building "
+                      f"it again", stacklevel=2)
+        cache.unlink(missing_ok=True)
+    readings = [""] * len(rows)
+    for language in sorted({row["language"] for row in rows if not row["no_speech"]}):
+        ids = [i for i, row in enumerate(rows) if not row["no_speech"] and row["language"] == language]
+        for i, reading in zip(ids, phonemize([rows[i]["text"].strip() for i in ids], language)):
+            readings[i] = reading
+    with written_atomically(cache) as tmp:
+        tmp.write_text(json.dumps(readings, ensure_ascii=False), encoding="utf-8")
+    return readings
+
+
 # ----------------------------------------------------------------------------------------------------------
 # the multitask targets
 
@@ -153,11 +240,13 @@ def choose_filler(index: int, tokenizer: WhisperTokenizer) -> int:
 
 class SpeechItems:
     """Items of one split: clip i's log-mel frames with the targets of the task chosen for it (choose_task).
-    corpus_dir: where the split came from (evaluation reads the test splits there too)."""
+    corpus_dir: where the split came from (evaluation reads the test splits there too). phonemes: each clip's
+    eSpeak phonemes (phoneme_readings), for a model with a phoneme head; None: no phoneme targets."""
 
-    def __init__(self, clips: MelClips, tokenizer: WhisperTokenizer, translate_share: float, corpus_dir: Path):
+    def __init__(self, clips: MelClips, tokenizer: WhisperTokenizer, translate_share: float, corpus_dir: Path,
+                 phonemes: list[str] | None = None):
         self.clips, self.tokenizer, self.translate_share = clips, tokenizer, translate_share
-        self.corpus_dir = corpus_dir
+        self.corpus_dir, self.phonemes = corpus_dir, phonemes
 
     def __len__(self):
         return len(self.clips)
@@ -168,12 +257,29 @@ class SpeechItems:
         inputs, labels = target_tokens(self.tokenizer, row, task, choose_prompt_language(i, self.tokenizer.languages),
                                        choose_filler(i, self.tokenizer))
         transcript = [] if row["no_speech"] else list(row["text"].strip().encode("utf-8"))  # CTC targets: bytes
-        return {"mel": self.clips.frames(i), "tokens": torch.tensor(inputs), "labels": torch.tensor(labels),
-                "ctc_targets": torch.tensor(transcript or [0], dtype=torch.long),
-                "ctc_length": torch.tensor(len(transcript))}
+        item = {"mel": self.clips.frames(i), "tokens": torch.tensor(inputs), "labels": torch.tensor(labels),
+                **ctc_item("ctc", transcript)}
+        if self.phonemes is not None:  # no speech: no targets, as the bytes
+            targets = [] if row["no_speech"] else phoneme_targets(self.phonemes[i], row["language"])
+            item.update(ctc_item("phoneme", targets))
+        return item
 
 
-collate = functools.partial(pad_collate, pad={"mel": MEL_PAD, "tokens": 0, "labels": IGNORE, "ctc_targets": 0})
+def ctc_item(name: str, targets: list[int]) -> dict:
+    """CTC targets as an item holds them: `name`_targets (one padding class when empty: pad_collate pads but
+    does not make empty rows) and `name`_length, the true count."""
+    return {f"{name}_targets": torch.tensor(targets or [0], dtype=torch.long),
+            f"{name}_length": torch.tensor(len(targets))}
+
+
+PAD = {"mel": MEL_PAD, "tokens": 0, "labels": IGNORE, "ctc_targets": 0}
+
+
+def collate(items: list[dict]) -> dict:
+    """Speech items -> a batch (pad_collate); phoneme targets are padded as the byte CTC targets where the
+    items hold them (a model with a phoneme head)."""
+    phonemes = bool(items) and isinstance(items[0], dict) and "phoneme_targets" in items[0]
+    return pad_collate(items, {**PAD, "phoneme_targets": 0} if phonemes else PAD)
 
 
 def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=None,
@@ -190,7 +296,9 @@ def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=N
         tokenizer = WhisperTokenizer.train(texts, data_config.vocab_size, languages, whole_han=data_config.whole_han)
     if model is None:
         config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
-    train, val = (SpeechItems(splits[name], tokenizer, data_config.translate_share, corpus_dir)
+    phonemes = {name: phoneme_readings(corpus_dir, name, clips.rows) if config.phoneme_ctc_weight > 0 else None
+                for name, clips in splits.items()}
+    train, val = (SpeechItems(splits[name], tokenizer, data_config.translate_share, corpus_dir, phonemes[name])
                   for name in ("train", "val"))
     lengths = splits["train"].offsets.diff().tolist()  # mel frames: batches group clips of similar length
     return TrainingData(train, val, config, extras={"tokenizer": tokenizer}, lengths=lengths)
@@ -203,9 +311,12 @@ def example_batch(model, generator: torch.Generator) -> tuple[dict, dict]:
     items = []
     for frames, length in ((40, 5), (64, 7), (23, 3)):
         tokens = torch.randint(0, vocab, (length + 1,), generator=generator)
-        items.append({"mel": torch.randn(frames, n_mels, generator=generator), "tokens": tokens[:-1],
-                      "labels": tokens[1:], "ctc_targets": torch.randint(0, 256, (length,), generator=generator),
-                      "ctc_length": torch.tensor(length)})
+        mel = torch.randn(frames, n_mels, generator=generator)
+        ctc = torch.randint(0, 256, (length,), generator=generator).tolist()
+        items.append({"mel": mel, "tokens": tokens[:-1], "labels": tokens[1:], **ctc_item("ctc", ctc)})
+        if model.config.phoneme_ctc_weight > 0:
+            phonemes = torch.randint(0, PHONEME_CLASSES - 1, (length,), generator=generator).tolist()
+            items[-1].update(ctc_item("phoneme", phonemes))
     return collate(items), {}
 
 
@@ -224,26 +335,39 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
     return total, (labels != IGNORE).sum()
 
 
+def ctc_loss(logits: torch.Tensor, audio_mask: torch.Tensor | None, targets: torch.Tensor,
+             lengths: torch.Tensor) -> torch.Tensor:
+    """CTC loss per target token, averaged over the clips, of (B, S, C) logits (the blank is the last class)
+    against (B, N) right-padded targets of the given lengths."""
+    log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (S, B, C)
+    B, S, classes = logits.shape
+    frames = audio_mask.sum(1) if audio_mask is not None else torch.full((B,), S, device=logits.device)
+    per_clip = F.ctc_loss(log_probs, targets, frames, lengths, blank=classes - 1,
+                          reduction="none", zero_infinity=True)  # a no-speech clip's target is empty: all blanks
+    return (per_clip / lengths.clamp(min=1)).mean()  # per target token, as reduction="mean" (which divides by 0)
+
+
 def loss(model, batch: dict):
     """Cross-entropy of the decoder's next-token predictions (mean over predicted tokens), plus with
-    config.ctc_weight > 0 the encoder's CTC loss on the transcript (joint CTC-attention, Watanabe et al., 2017):
-    (1 - w) * CE + w * CTC."""
+    config.ctc_weight > 0 the encoder's CTC loss on the transcript's bytes (joint CTC-attention, Watanabe et
+    al., 2017) and with config.phoneme_ctc_weight > 0 the phoneme head's CTC loss on its phonemes (Toshniwal et
+    al., 2017): (1 - w_ctc - w_phoneme) * CE + w_ctc * CTC + w_phoneme * phoneme CTC."""
     mel, mel_mask = batch["mel"].transpose(-1, -2), batch["mel_mask"]
-    weight = unwrapped(model).config.ctc_weight
-    output = model(mel, batch["tokens"], mel_mask, ctc=weight > 0)
-    logits, ctc_logits, audio_mask = output if weight > 0 else (output, None, None)
+    config = unwrapped(model).config
+    w_ctc, w_phoneme = config.ctc_weight, config.phoneme_ctc_weight
+    heads = w_ctc > 0 or w_phoneme > 0
+    output = model(mel, batch["tokens"], mel_mask, ctc=heads)
+    logits, ctc_logits, phoneme_logits, audio_mask = output if heads else (output, None, None, None)
     total, count = token_loss(logits, batch["labels"])
     ce = total / count.clamp(min=1)
-    if weight == 0:
-        return ce, {"ce": ce.detach()}
-    log_probs = ctc_logits.float().log_softmax(-1).transpose(0, 1)  # (S, B, 257)
-    B, S = ctc_logits.shape[:2]
-    frames = audio_mask.sum(1) if audio_mask is not None else torch.full((B,), S, device=ctc_logits.device)
-    lengths = batch["ctc_length"]
-    per_clip = F.ctc_loss(log_probs, batch["ctc_targets"], frames, lengths, blank=CTC_CLASSES - 1,
-                          reduction="none", zero_infinity=True)  # a no-speech clip's target is empty: all blanks
-    ctc = (per_clip / lengths.clamp(min=1)).mean()  # per target token, as reduction="mean" (which divides by 0)
-    return (1 - weight) * ce + weight * ctc, {"ce": ce.detach(), "ctc": ctc.detach()}
+    loss_value, parts = (1 - w_ctc - w_phoneme) * ce, {"ce": ce.detach()}
+    if w_ctc > 0:
+        ctc = ctc_loss(ctc_logits, audio_mask, batch["ctc_targets"], batch["ctc_length"])
+        loss_value, parts["ctc"] = loss_value + w_ctc * ctc, ctc.detach()
+    if w_phoneme > 0:
+        phoneme_ctc = ctc_loss(phoneme_logits, audio_mask, batch["phoneme_targets"], batch["phoneme_length"])
+        loss_value, parts["phoneme_ctc"] = loss_value + w_phoneme * phoneme_ctc, phoneme_ctc.detach()
+    return loss_value, parts
 
 
 # ----------------------------------------------------------------------------------------------------------

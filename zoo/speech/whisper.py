@@ -18,7 +18,11 @@ Whisper checkpoints (`zoo.load` of a Hugging Face folder, zoo/speech/hf.py) set 
 `pad_to_window`, which give back the paper's learned decoder positions and fixed 30 s encoder input. An
 optional CTC head on the encoder (Graves et al., 2006) trains jointly with the decoder's cross-entropy (the
 joint CTC-attention objective, Watanabe et al., 2017, "Hybrid CTC/Attention Architecture for End-to-End
-Speech Recognition"): it forces the encoder to align sounds with text early in training.
+Speech Recognition"): it forces the encoder to align sounds with text early in training. An optional second
+CTC head on an intermediate encoder block predicts the transcript's phonemes (hierarchical multitask CTC:
+Toshniwal et al., 2017, "Multitask Learning with Low-Level Auxiliary Tasks for Encoder-Decoder Based Speech
+Recognition"; Sanabria & Metze, 2018, "Hierarchical Multitask Learning with CTC"): a few dozen classes every
+language shares, which say how a sound is made where a Mandarin character's bytes say nothing; it only trains.
 """
 
 import math
@@ -30,7 +34,7 @@ from torch import nn
 
 from zoo.checkpoint import PretrainedMixin
 from zoo.errors import InputError
-from zoo.nn import Transformer, TransformerConfig
+from zoo.nn import Transformer, TransformerConfig, make_norm
 from zoo.registry import Family, HFFormat, register_family, register_model
 from zoo.speech import recipe
 from zoo.speech.audio import DYNAMIC_RANGE, LOG_FLOOR
@@ -57,6 +61,11 @@ class WhisperConfig:
     n_mels: int = 80
     vocab_size: int = 51865  # set from the tokenizer when training
     ctc_weight: float = 0.0  # weight of the encoder's CTC loss in the joint objective (0: no CTC head)
+    # Weight of the auxiliary phoneme CTC loss (0: no phoneme head) and the encoder block (1..encoder.n_layers)
+    # whose output feeds it: below the top, as Sanabria & Metze (2018) put the lower-level units lower in the
+    # encoder, leaving the blocks above it free to turn sounds into spelling for the byte CTC head and decoder.
+    phoneme_ctc_weight: float = 0.0
+    phoneme_ctc_layer: int = 2
     # Whether the decoder learnt Whisper's timestamp tokens: zoo's recipe trains <|notimestamps|> targets only, so
     # transcribe() decodes without timestamps unless asked (a model never taught them writes garbage timestamps,
     # and the segmenting that follows them drops text).
@@ -75,8 +84,17 @@ class WhisperConfig:
         e, d = self.encoder, self.decoder
         if self.n_mels < 1 or self.vocab_size < 1:
             raise InputError(f"WhisperConfig.n_mels and vocab_size must be >= 1, got {self.n_mels}, {self.vocab_size}")
-        if not 0.0 <= self.ctc_weight < 1.0:
-            raise InputError(f"WhisperConfig.ctc_weight must be in [0, 1), got {self.ctc_weight}")
+        for name in ("ctc_weight", "phoneme_ctc_weight"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(f"WhisperConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.ctc_weight + self.phoneme_ctc_weight >= 1.0:
+            raise InputError(f"WhisperConfig.ctc_weight + phoneme_ctc_weight must be below 1 (the decoder's "
+                             f"cross-entropy keeps the rest of the loss), got {self.ctc_weight} + "
+                             f"{self.phoneme_ctc_weight}")
+        # checked only with a phoneme head: the default layer 2 must not reject a 1-block encoder that has none
+        if self.phoneme_ctc_weight > 0 and not 1 <= self.phoneme_ctc_layer <= e.n_layers:
+            raise InputError(f"WhisperConfig.phoneme_ctc_layer={self.phoneme_ctc_layer}; allowed: an encoder block "
+                             f"from 1 to encoder.n_layers={e.n_layers}")
         for name in ("timestamps", "learned_positions", "pad_to_window"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"WhisperConfig.{name} must be true or false, got {getattr(self, name)!r}")
@@ -120,6 +138,13 @@ class Whisper(nn.Module, PretrainedMixin):
             nn.init.normal_(self.text_positions.weight, std=0.02)
         # CTC over the transcript's UTF-8 bytes plus one blank (the last class): recipe.CTC_CLASSES
         self.ctc_head = nn.Linear(e.dim, recipe.CTC_CLASSES) if c.ctc_weight > 0 else None
+        # The phoneme head reads the output of encoder block phoneme_ctc_layer: the pre-norm residual stream,
+        # which no norm has touched (each block normalises its branches' inputs, the encoder's final norm only
+        # the top block's output). So the head brings its own norm: the final norm's gain is fitted to the top
+        # block's statistics, and sharing it would pull it two ways.
+        self.phoneme_head = (nn.Sequential(make_norm(e.norm, e.dim, e.norm_eps, e.bias),
+                                           nn.Linear(e.dim, recipe.PHONEME_CLASSES))
+                             if c.phoneme_ctc_weight > 0 else None)
         self.tokenizer = None  # attached by training / zoo.load (saved beside the weights)
 
     @property
@@ -203,15 +228,27 @@ class Whisper(nn.Module, PretrainedMixin):
     def forward(self, mel: torch.Tensor, tokens: torch.Tensor, mel_mask: torch.Tensor | None = None,
                 ctc: bool = False):
         """(B, n_mels, T) log-mel, (B, L) decoder input tokens -> (B, L, V) logits; with ctc=True (training
-        with the CTC head: one forward, as DDP needs), also the CTC head's (B, S, 257) logits and the audio
-        mask (B, S) (None: no padding)."""
-        audio, audio_mask = self.embed_audio(mel, mel_mask)
-        logits = self.logits(tokens, audio, audio_mask)
+        with the CTC heads: one forward, as DDP needs) -> (logits, the byte CTC head's (B, S, 257) logits, the
+        phoneme head's (B, S, PHONEME_CLASSES) logits, the audio mask (B, S)), a head's logits None when the
+        model has no such head, the mask None when nothing is padded."""
         if not ctc:
-            return logits
-        if self.ctc_head is None:
-            raise InputError("this Whisper has no CTC head (config.ctc_weight = 0)")
-        return logits, self.ctc_head(audio), audio_mask
+            return self.logits(tokens, *self.embed_audio(mel, mel_mask))
+        if self.ctc_head is None and self.phoneme_head is None:
+            raise InputError("this Whisper has no CTC head (config.ctc_weight = 0 and phoneme_ctc_weight = 0)")
+        # The output of block phoneme_ctc_layer, caught by a hook during this one forward: zoo.nn's Transformer
+        # returns only its top, and a second encoder pass would double the cost (and DDP allows one forward).
+        hidden = []
+        hook = (self.encoder.blocks[self.config.phoneme_ctc_layer - 1].register_forward_hook(
+            lambda block, inputs, output: hidden.append(output)) if self.phoneme_head is not None else None)
+        try:
+            audio, audio_mask = self.embed_audio(mel, mel_mask)
+        finally:  # never left on the block: decoding and evaluation run the encoder without it
+            if hook is not None:
+                hook.remove()
+        logits = self.logits(tokens, audio, audio_mask)
+        ctc_logits = self.ctc_head(audio) if self.ctc_head is not None else None
+        phoneme_logits = self.phoneme_head(hidden[0]) if self.phoneme_head is not None else None
+        return logits, ctc_logits, phoneme_logits, audio_mask
 
     # ------------------------------------------------------------- zoo.decoding.AutoregressiveModel
 
