@@ -278,7 +278,7 @@ PAD = {"mel": MEL_PAD, "tokens": 0, "labels": IGNORE, "ctc_targets": 0}
 def collate(items: list[dict]) -> dict:
     """Speech items -> a batch (pad_collate); phoneme targets are padded as the byte CTC targets where the
     items hold them (a model with a phoneme head)."""
-    phonemes = bool(items) and isinstance(items[0], dict) and "phoneme_targets" in items[0]
+    phonemes = bool(items) and "phoneme_targets" in items[0]
     return pad_collate(items, {**PAD, "phoneme_targets": 0} if phonemes else PAD)
 
 

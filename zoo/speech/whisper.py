@@ -21,8 +21,8 @@ joint CTC-attention objective, Watanabe et al., 2017, "Hybrid CTC/Attention Arch
 Speech Recognition"): it forces the encoder to align sounds with text early in training. An optional second
 CTC head on an intermediate encoder block predicts the transcript's phonemes (hierarchical multitask CTC:
 Toshniwal et al., 2017, "Multitask Learning with Low-Level Auxiliary Tasks for Encoder-Decoder Based Speech
-Recognition"; Sanabria & Metze, 2018, "Hierarchical Multitask Learning with CTC"): a few dozen classes every
-language shares, which say how a sound is made where a Mandarin character's bytes say nothing; it only trains.
+Recognition"; Sanabria & Metze, 2018, "Hierarchical Multitask Learning with CTC"): eSpeak's phoneme names, classes
+the languages share, which say how a sound is made where a Mandarin character's bytes say nothing; it only trains.
 """
 
 import math
