@@ -2,7 +2,7 @@
 
 The evaluation is the family's own (`zoo eval DIR --json`). It reads only held-out splits, whose items are pure
 functions of (seed, split, index), so a one-item training split (EVAL_ONLY) gives the same figures at a fraction of
-the data build (the speech corpus's 12,000 training clips alone take 10 minutes to synthesise).
+the data build (the speech corpus's 14,400 training clips alone take 16 minutes to synthesise).
 """
 
 import json

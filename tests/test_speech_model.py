@@ -171,7 +171,8 @@ def test_the_family_trains_evaluates_and_transcribes_end_to_end(tmp_path, capsys
 
     tiny_recipe = ["--set", "data.corpus.train_clips=12", "--set", "data.corpus.val_clips=6", "--set",
                    "data.corpus.test_clips=8", "--set", "data.corpus.test_unseen_clips=4", "--set",
-                   "data.quick_eval_clips=4", "--set", "model.encoder.n_layers=1", "--set", "model.decoder.n_layers=1",
+                   "data.quick_eval_clips=4", "--set", "model.encoder.n_layers=1", "--set", "model.phoneme_ctc_layer=1",
+                   "--set", "model.decoder.n_layers=1",
                    "--set", "model.encoder.dim=32", "--set", "model.decoder.dim=32", "--set", "model.encoder.n_heads=2",
                    "--set", "model.decoder.n_heads=2", "--set", "train.batch_size=4",
                    "--set", "train.eval_every=2", "--set", "train.log_every=1", "--set", "train.tensorboard=false"]

@@ -164,12 +164,15 @@ def test_bad_phoneme_settings_name_the_field_and_the_range(fields, message):
 
 
 def test_models_without_the_head_load_as_before_and_with_it_round_trip(tmp_path):
-    shipped = zoo.load("whisper-cpu", pretrained=True)
-    assert shipped.phoneme_head is None and shipped.config.phoneme_ctc_weight == 0
-    assert not any(name.startswith("phoneme_head") for name in shipped.state_dict())
+    without = tiny(ctc_weight=0.3)
+    without.save_pretrained(tmp_path / "without")
+    assert zoo.load(tmp_path / "without").phoneme_head is None
+    assert not any(name.startswith("phoneme_head") for name in without.state_dict())
+    shipped = zoo.load("whisper-cpu", pretrained=True)  # trained with the head (weight 0.2 on block 2)
+    assert shipped.phoneme_head is not None and shipped.config.phoneme_ctc_weight == 0.2
     model = tiny(ctc_weight=0.3, phoneme_ctc_weight=0.2, phoneme_ctc_layer=1)
-    model.save_pretrained(tmp_path)
-    loaded = zoo.load(tmp_path)
+    model.save_pretrained(tmp_path / "with")
+    loaded = zoo.load(tmp_path / "with")
     assert isinstance(loaded, Whisper) and loaded.config.phoneme_ctc_layer == 1
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0, msg=name)

@@ -1,10 +1,10 @@
 """Synthesise the multilingual speech corpus (eSpeak NG, five languages, noise, reverberation, no-speech clips)
 and listen to a few clips.
 
-    python examples/speech/make_corpus.py [--train-clips 12000] [--out corpus-samples]
+    python examples/speech/make_corpus.py [--train-clips 14400] [--out corpus-samples]
     python examples/speech/make_corpus.py --quick --out /tmp/samples    # a handful of clips per split, seconds
 
-By default it builds exactly the corpus `zoo train whisper-cpu` trains on (the recipe's clip counts; about 10 min
+By default it builds exactly the corpus `zoo train whisper-cpu` trains on (the recipe's clip counts; about 16 min
 on 2 cores), cached under $ZOO_HOME/cache/speech, so the training run finds it there; --train-clips builds a
 corpus of its own beside it. A clip of each language and each no-speech kind is copied to --out with its
 transcript and translation. --quick builds the tiny corpus `examples/speech/train.py --quick` trains on.
@@ -27,7 +27,8 @@ parser.add_argument("--quick", action="store_true", help="a handful of clips per
 args = parser.parse_args()
 
 if __name__ == "__main__":
-    clips = dict(QUICK_CORPUS) if args.quick else dict(get_model_entry("whisper-cpu").data["corpus"])
+    recipe = get_model_entry("whisper-cpu").data["corpus"]  # its clip counts and its training language cycle
+    clips = {**recipe, **QUICK_CORPUS} if args.quick else dict(recipe)
     if args.train_clips is not None:
         clips["train_clips"] = args.train_clips
     corpus = build_corpus(SpeechCorpusConfig(**clips), zoo_home() / "cache" / "speech")
