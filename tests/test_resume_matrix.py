@@ -86,7 +86,6 @@ def tiny_speech_recipe() -> list[str]:
     sets = ["data.corpus.train_clips=8", "data.corpus.val_clips=2", "data.corpus.test_clips=2",
             "data.corpus.test_unseen_clips=2", "data.quick_eval_clips=2",
             "model.encoder.n_layers=1", "model.encoder.dim=32", "model.encoder.n_heads=2", "model.encoder.dropout=0.1",
-            "model.phoneme_ctc_layer=1",
             "model.decoder.n_layers=1", "model.decoder.dim=32", "model.decoder.n_heads=2", "model.decoder.dropout=0.1",
             "train.batch_size=4", "train.eval_every=0", "train.tensorboard=false", "train.warmup=2"]
     return [arg for s in sets for arg in ("--set", s)]

@@ -160,8 +160,11 @@ def test_the_loss_adds_the_phoneme_ctc_term_and_trains_the_head():
 def test_bad_phoneme_settings_name_the_field_and_the_range(fields, message):
     with pytest.raises(ValueError, match=message):
         WhisperConfig(**fields)
-    # a 1-block encoder without a phoneme head keeps the default layer 2: it is checked only with the head
-    assert WhisperConfig(encoder=encoder_backbone(n_layers=1)).phoneme_ctc_layer == 2
+    # by default the head reads the middle block, following the encoder's depth (so a 1-block tiny model needs no
+    # override); a layer saved by older configs (2 whatever the depth) is checked only with the head
+    assert [WhisperConfig(phoneme_ctc_weight=0.2, encoder=encoder_backbone(n_layers=n)).phoneme_block
+            for n in (1, 2, 4, 6)] == [1, 1, 2, 3]
+    assert WhisperConfig(phoneme_ctc_layer=2, encoder=encoder_backbone(n_layers=1)).phoneme_block == 2
 
 
 def test_models_without_the_head_load_as_before_and_with_it_round_trip(tmp_path):

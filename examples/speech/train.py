@@ -18,7 +18,7 @@ from zoo.train import train
 QUICK_CORPUS = {"train_clips": 12, "val_clips": 4, "test_clips": 6, "test_unseen_clips": 3}
 QUICK_STEPS = 10
 QUICK = [*(f"data.corpus.{name}={n}" for name, n in QUICK_CORPUS.items()), "data.quick_eval_clips=4",
-         "model.encoder.n_layers=1", "model.encoder.dim=32", "model.encoder.n_heads=2", "model.phoneme_ctc_layer=1",
+         "model.encoder.n_layers=1", "model.encoder.dim=32", "model.encoder.n_heads=2",
          "model.decoder.n_layers=1", "model.decoder.dim=32", "model.decoder.n_heads=2",
          "train.batch_size=4", "train.eval_every=0"]
 

@@ -64,8 +64,9 @@ class WhisperConfig:
     # Weight of the auxiliary phoneme CTC loss (0: no phoneme head) and the encoder block (1..encoder.n_layers)
     # whose output feeds it: below the top, as Sanabria & Metze (2018) put the lower-level units lower in the
     # encoder, leaving the blocks above it free to turn sounds into spelling for the byte CTC head and decoder.
+    # None: the middle block, max(1, encoder.n_layers // 2) (phoneme_block), which follows the encoder's depth.
     phoneme_ctc_weight: float = 0.0
-    phoneme_ctc_layer: int = 2
+    phoneme_ctc_layer: int | None = None
     # Whether the decoder learnt Whisper's timestamp tokens: zoo's recipe trains <|notimestamps|> targets only, so
     # transcribe() decodes without timestamps unless asked (a model never taught them writes garbage timestamps,
     # and the segmenting that follows them drops text).
@@ -91,8 +92,10 @@ class WhisperConfig:
             raise InputError(f"WhisperConfig.ctc_weight + phoneme_ctc_weight must be below 1 (the decoder's "
                              f"cross-entropy keeps the rest of the loss), got {self.ctc_weight} + "
                              f"{self.phoneme_ctc_weight}")
-        # checked only with a phoneme head: the default layer 2 must not reject a 1-block encoder that has none
-        if self.phoneme_ctc_weight > 0 and not 1 <= self.phoneme_ctc_layer <= e.n_layers:
+        # checked only with a phoneme head: configs saved before the default became None carry layer 2 whatever
+        # their depth, and one without the head never reads it
+        if self.phoneme_ctc_weight > 0 and self.phoneme_ctc_layer is not None \
+                and not 1 <= self.phoneme_ctc_layer <= e.n_layers:
             raise InputError(f"WhisperConfig.phoneme_ctc_layer={self.phoneme_ctc_layer}; allowed: an encoder block "
                              f"from 1 to encoder.n_layers={e.n_layers}")
         for name in ("timestamps", "learned_positions", "pad_to_window"):
@@ -109,6 +112,11 @@ class WhisperConfig:
         if (d.context_dim or d.dim) != e.dim:
             raise InputError(f"WhisperConfig.decoder.context_dim={d.context_dim or d.dim} must equal "
                              f"encoder.dim={e.dim} (cross-attention reads the audio features)")
+
+    @property
+    def phoneme_block(self) -> int:
+        """The encoder block (1..encoder.n_layers) whose output feeds the phoneme head."""
+        return self.phoneme_ctc_layer if self.phoneme_ctc_layer is not None else max(1, self.encoder.n_layers // 2)
 
 
 def sinusoids(length: int, dim: int, max_timescale: float = 10000.0) -> torch.Tensor:
@@ -138,7 +146,7 @@ class Whisper(nn.Module, PretrainedMixin):
             nn.init.normal_(self.text_positions.weight, std=0.02)
         # CTC over the transcript's UTF-8 bytes plus one blank (the last class): recipe.CTC_CLASSES
         self.ctc_head = nn.Linear(e.dim, recipe.CTC_CLASSES) if c.ctc_weight > 0 else None
-        # The phoneme head reads the output of encoder block phoneme_ctc_layer: the pre-norm residual stream,
+        # The phoneme head reads the output of encoder block config.phoneme_block: the pre-norm residual stream,
         # which no norm has touched (each block normalises its branches' inputs, the encoder's final norm only
         # the top block's output). So the head brings its own norm: the final norm's gain is fitted to the top
         # block's statistics, and sharing it would pull it two ways.
@@ -235,10 +243,10 @@ class Whisper(nn.Module, PretrainedMixin):
             return self.logits(tokens, *self.embed_audio(mel, mel_mask))
         if self.ctc_head is None and self.phoneme_head is None:
             raise InputError("this Whisper has no CTC head (config.ctc_weight = 0 and phoneme_ctc_weight = 0)")
-        # The output of block phoneme_ctc_layer, caught by a hook during this one forward: zoo.nn's Transformer
+        # The output of block config.phoneme_block, caught by a hook during this one forward: zoo.nn's Transformer
         # returns only its top, and a second encoder pass would double the cost (and DDP allows one forward).
         hidden = []
-        hook = (self.encoder.blocks[self.config.phoneme_ctc_layer - 1].register_forward_hook(
+        hook = (self.encoder.blocks[self.config.phoneme_block - 1].register_forward_hook(
             lambda block, inputs, output: hidden.append(output)) if self.phoneme_head is not None else None)
         try:
             audio, audio_mask = self.embed_audio(mel, mel_mask)
@@ -346,7 +354,7 @@ register_family(Family(
     blocks=lambda model: [*model.encoder.blocks, *model.decoder.blocks],
     save_extras=_save_tokenizer, load_extras=_load_tokenizer, commands=(TRANSCRIBE,),
     hf=HFFormat(reads=("whisper",), module="zoo.speech.hf"),  # transformers' format
-    tiny={"vocab_size": 120, "phoneme_ctc_layer": 1, "encoder": {"n_layers": 1, "dim": 32, "n_heads": 2},
+    tiny={"vocab_size": 120, "encoder": {"n_layers": 1, "dim": 32, "n_heads": 2},
           "decoder": {"n_layers": 1, "dim": 32, "n_heads": 2}},
 ))
 
