@@ -2,6 +2,7 @@
 teacher forcing, the multitask targets, the joint CTC loss."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,6 +106,26 @@ def test_task_choice_is_a_function_of_the_index():
     assert 0.45 < tasks.count("translate") / 1000 < 0.55
 
 
+def test_both_tasks_makes_each_non_english_clip_two_items(tokenizer):
+    rows = [{"no_speech": False, "language": "es", "text": "el gato", "translation": "the cat"},
+            {"no_speech": False, "language": "en", "text": "the dog", "translation": ""},
+            {"no_speech": True, "language": None, "text": "", "translation": ""},
+            {"no_speech": False, "language": "es", "text": "el perro", "translation": "the dog"}]
+    clips = recipe.MelClips(torch.randn(40, 80), torch.tensor([0, 10, 16, 30, 40]), rows)
+    drawn = recipe.SpeechItems(clips, tokenizer, 0.5, Path("."))
+    both = recipe.SpeechItems(clips, tokenizer, 0.5, Path("."), both_tasks=True)
+    assert len(drawn) == 4 and [i for i, _ in drawn.tasks] == [0, 1, 2, 3]
+    assert both.tasks == [(0, "transcribe"), (0, "translate"), (1, "transcribe"), (2, "transcribe"),
+                          (3, "transcribe"), (3, "translate")]
+    assert both.lengths() == [10, 10, 6, 14, 10, 10]  # each item's frames, for the length-grouped batches
+    heard = [tokenizer.decode([t for t in both[k]["labels"].tolist() if 0 <= t < tokenizer.eot]) for k in (0, 1, 5)]
+    assert heard == ["el gato", "the cat", "the dog"]
+    torch.testing.assert_close(both[1]["mel"], clips.frames(0))
+    torch.testing.assert_close(both[1]["ctc_targets"], both[0]["ctc_targets"])  # CTC hears the transcript
+    with pytest.raises(ValueError, match=r"data.both_tasks=true .* data.translate_share=0 .* allowed"):
+        recipe.SpeechDataConfig(both_tasks=True, translate_share=0.0)
+
+
 def test_joint_ctc_loss_is_finite_with_empty_targets_and_trains_the_encoder():
     model = tiny(ctc_weight=0.3).train()
     batch, _ = recipe.example_batch(model, torch.Generator().manual_seed(0))
@@ -171,7 +192,7 @@ def test_the_family_trains_evaluates_and_transcribes_end_to_end(tmp_path, capsys
 
     tiny_recipe = ["--set", "data.corpus.train_clips=12", "--set", "data.corpus.val_clips=6", "--set",
                    "data.corpus.test_clips=8", "--set", "data.corpus.test_unseen_clips=4", "--set",
-                   "data.quick_eval_clips=4", "--set", "model.encoder.n_layers=1", "--set", "model.phoneme_ctc_layer=1",
+                   "data.quick_eval_clips=4", "--set", "model.encoder.n_layers=1",
                    "--set", "model.decoder.n_layers=1",
                    "--set", "model.encoder.dim=32", "--set", "model.decoder.dim=32", "--set", "model.encoder.n_heads=2",
                    "--set", "model.decoder.n_heads=2", "--set", "train.batch_size=4",

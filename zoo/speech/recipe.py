@@ -93,6 +93,9 @@ class SpeechDataConfig:
     vocab_size: int = 3072  # the whole vocabulary: BPE pieces (~1,550) + specials + 1501 timestamps
     whole_han: bool = False  # every Han character of the training text one token, beyond vocab_size
     translate_share: float = 0.5  # share of the non-English training clips taught to translate into English
+    # Every non-English training clip twice, once per task (transcribe, translate), instead of once with the task
+    # drawn by translate_share: the decoder sees each transcript and each translation of the split.
+    both_tasks: bool = False
     quick_eval_clips: int = 96  # clips decoded by the evaluations during training
     eval_beam_size: int | None = None  # None: greedy decoding in evaluations
     eval_ctc_weight: float = 0.0  # joint CTC/attention decoding of the transcripts in evaluations (zoo.speech.joint)
@@ -100,6 +103,10 @@ class SpeechDataConfig:
     def __post_init__(self):
         if not 0.0 <= self.translate_share <= 1.0:
             raise InputError(f"data.translate_share must be in [0, 1], got {self.translate_share}")
+        if self.both_tasks and self.translate_share == 0:
+            raise InputError("data.both_tasks=true trains every non-English clip to translate too, but "
+                             "data.translate_share=0 turns translation off; allowed: both_tasks=false, or a "
+                             "translate_share above 0")
         if self.quick_eval_clips < 1:
             raise InputError(f"data.quick_eval_clips={self.quick_eval_clips}; allowed: an integer >= 1")
         if self.eval_beam_size is not None and self.eval_beam_size < 1:
@@ -228,6 +235,13 @@ def choose_task(row: dict, index: int, translate_share: float) -> str:
     return "translate" if _draw("task", index) < translate_share else "transcribe"
 
 
+def clip_tasks(row: dict, index: int, translate_share: float, both_tasks: bool) -> tuple[str, ...]:
+    """The tasks a clip is trained on: with both_tasks a non-English speech clip both, else choose_task's one."""
+    if both_tasks and not row["no_speech"] and row["language"] != "en" and translate_share > 0:
+        return ("transcribe", "translate")
+    return (choose_task(row, index, translate_share),)
+
+
 def choose_prompt_language(index: int, languages) -> str:
     """The prompt language of no-speech clip `index`: each of the model's languages as often."""
     return languages[int(_draw("language", index) * len(languages))]
@@ -239,21 +253,27 @@ def choose_filler(index: int, tokenizer: WhisperTokenizer) -> int:
 
 
 class SpeechItems:
-    """Items of one split: clip i's log-mel frames with the targets of the task chosen for it (choose_task).
-    corpus_dir: where the split came from (evaluation reads the test splits there too). phonemes: each clip's
-    eSpeak phonemes (phoneme_readings), for a model with a phoneme head; None: no phoneme targets."""
+    """Items of one split: a clip's log-mel frames with the targets of one of its tasks (clip_tasks: one item per
+    clip, or with both_tasks two per non-English clip). corpus_dir: where the split came from (evaluation reads
+    the test splits there too). phonemes: each clip's eSpeak phonemes (phoneme_readings), for a model with a
+    phoneme head; None: no phoneme targets."""
 
     def __init__(self, clips: MelClips, tokenizer: WhisperTokenizer, translate_share: float, corpus_dir: Path,
-                 phonemes: list[str] | None = None):
-        self.clips, self.tokenizer, self.translate_share = clips, tokenizer, translate_share
-        self.corpus_dir, self.phonemes = corpus_dir, phonemes
+                 phonemes: list[str] | None = None, both_tasks: bool = False):
+        self.clips, self.tokenizer, self.corpus_dir, self.phonemes = clips, tokenizer, corpus_dir, phonemes
+        self.tasks = [(i, task) for i, row in enumerate(clips.rows)
+                      for task in clip_tasks(row, i, translate_share, both_tasks)]  # (clip, task) per item
 
     def __len__(self):
-        return len(self.clips)
+        return len(self.tasks)
 
-    def __getitem__(self, i: int) -> dict:
+    def lengths(self) -> list[int]:
+        """Each item's mel frames: batches group items of similar length."""
+        return [self.clips.n_frames(i) for i, _ in self.tasks]
+
+    def __getitem__(self, k: int) -> dict:
+        i, task = self.tasks[k]
         row = self.clips.rows[i]
-        task = choose_task(row, i, self.translate_share)
         inputs, labels = target_tokens(self.tokenizer, row, task, choose_prompt_language(i, self.tokenizer.languages),
                                        choose_filler(i, self.tokenizer))
         transcript = [] if row["no_speech"] else list(row["text"].strip().encode("utf-8"))  # CTC targets: bytes
@@ -298,10 +318,10 @@ def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=N
         config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
     phonemes = {name: phoneme_readings(corpus_dir, name, clips.rows) if config.phoneme_ctc_weight > 0 else None
                 for name, clips in splits.items()}
-    train, val = (SpeechItems(splits[name], tokenizer, data_config.translate_share, corpus_dir, phonemes[name])
-                  for name in ("train", "val"))
-    lengths = splits["train"].offsets.diff().tolist()  # mel frames: batches group clips of similar length
-    return TrainingData(train, val, config, extras={"tokenizer": tokenizer}, lengths=lengths)
+    # validation keeps one item per clip, so its loss stays comparable between runs with and without both_tasks
+    train, val = (SpeechItems(splits[name], tokenizer, data_config.translate_share, corpus_dir, phonemes[name],
+                              both_tasks=data_config.both_tasks and name == "train") for name in ("train", "val"))
+    return TrainingData(train, val, config, extras={"tokenizer": tokenizer}, lengths=train.lengths())
 
 
 def example_batch(model, generator: torch.Generator) -> tuple[dict, dict]:
