@@ -214,6 +214,8 @@ def test_whisper_export_names_what_whisper_cannot_express(tmp_path):
         export_hf(recipe, tmp_path / "out")
     with pytest.raises(InputError, match="MLP is geglu.*CTC head|CTC head.*MLP is geglu"):
         export_hf(recipe, tmp_path / "out")
+    with pytest.raises(InputError, match=r"translates from its transcript \(translate_from_transcript\)"):
+        export_hf(zoo.load("whisper-cpu", translate_from_transcript=True), tmp_path / "out")
 
 
 def test_imported_whisper_transcribes_through_zoo(whisper_folder):

@@ -618,3 +618,43 @@ def test_several_files_are_transcribed_together_and_each_equals_alone(bins):
     assert [r["language"] for r in together] == ["de", "fr", "en"]
     assert [len(r["segments"]) for r in together] == [2, 1, 3]
     assert [s["start"] for s in together[2]["segments"]] == [0.0, 30.0, 60.0]
+
+
+class ConsecutiveWhisper(ScriptedWhisper):
+    """A scripted model trained to translate from the transcript: a row with <|translate|> follows `translations`
+    (keyed as the scripts), every other row its script."""
+
+    config = type("Config", (), {"translate_from_transcript": True})()
+
+    def __init__(self, scripts: dict, translations: dict):
+        super().__init__(scripts)
+        self.translations = translations
+
+    def _logits(self, key: int, row: list[int]) -> torch.Tensor:
+        if TOK.translate not in row:
+            return super()._logits(key, row)
+        start = row.index(TOK.translate) + 1 + (row[row.index(TOK.translate) + 1:][:1] == [TOK.no_timestamps])
+        logits = torch.full((self.vocab_size,), FLOOR)
+        for token, p in self.translations[self.keys[key]](tuple(row[start:])).items():
+            logits[token] = math.log(p)
+        return logits
+
+
+def test_a_model_that_translates_from_the_transcript_is_prompted_with_each_windows_transcript(bins):
+    a, b, _ = bins
+    scripts = {a: Script(fixed(ts(0.0), W["the"], W["cat"], ts(2.0))), b: Script(fixed(ts(0.0), W["dog"], ts(1.0)))}
+    translations = {a: fixed(ts(0.0), W["hello"], W["world"], ts(2.0)), b: fixed(ts(0.0), W["thank"], ts(1.0))}
+    model = ConsecutiveWhisper(scripts, translations)
+    audio = torch.cat([tone(300, 30), tone(1000, 10)])
+    result = transcribe(model, audio, task="translate", language="en")
+    assert result["text"] == " hello world thank"
+    translating = [p for p in model.prompts if TOK.translate in p]
+    # each window's translation reads that window's transcript, text tokens only, never the translation so far
+    assert [p[:p.index(TOK.sot)] for p in translating] == [[TOK.sot_prev, W["the"], W["cat"]],
+                                                            [TOK.sot_prev, W["dog"]]]
+    assert transcribe(model, audio, language="en")["text"] == " the cat dog"  # transcription is as before
+    plain = ScriptedWhisper(scripts)  # a model without the setting translates as whisper: no transcript
+    transcribe(plain, audio, task="translate", language="en", condition_on_previous_text=False)
+    assert all(TOK.sot_prev not in p for p in plain.prompts)
+    with pytest.raises(ValueError, match=r"translate_from_transcript\), so initial_prompt has no place"):
+        transcribe(model, audio, task="translate", initial_prompt="the")

@@ -98,6 +98,34 @@ def test_multitask_targets(tokenizer):
     assert 80 < languages.count("es") < 120
 
 
+def test_a_translation_from_the_transcript_reads_it_as_previous_text(tokenizer, monkeypatch):
+    row = {"no_speech": False, "language": "es", "text": "el gato", "translation": "the cat"}
+    plain_inputs, plain_labels = recipe.target_tokens(tokenizer, row, "translate")
+    inputs, labels = recipe.target_tokens(tokenizer, row, "translate", from_transcript=True)
+    transcript = tokenizer.encode("el gato")
+    assert inputs == [tokenizer.sot_prev, *transcript, *plain_inputs]  # context, never predicted
+    assert labels == [recipe.IGNORE] * (1 + len(transcript)) + plain_labels
+    assert recipe.target_tokens(tokenizer, row, "transcribe", from_transcript=True) == recipe.target_tokens(
+        tokenizer, row, "transcribe")
+    # the evaluation translates each clip after transcribing it, prompted with what it heard
+    model = tiny(vocab_size=tokenizer.vocab_size, translate_from_transcript=True)
+    model.tokenizer = tokenizer
+    rows = [{**row, "duration": 0.3}, {"no_speech": False, "language": "en", "text": "the cat", "translation": "",
+                                       "duration": 0.2}]
+    clips = recipe.MelClips(torch.randn(50, 80), torch.tensor([0, 30, 50]), rows)
+    calls, decode_clips = [], recipe.decode_clips
+    monkeypatch.setattr(recipe, "decode_clips", lambda *args, **kw: calls.append((args[3], kw)) or decode_clips(
+        *args, **kw))
+    recipe.score_split(model, clips, [0, 1], recipe.SpeechDataConfig(eval_beam_size=None), translate=True)
+    heard = decode_clips(model, clips, [0], "transcribe", None)[0]
+    assert [task for task, _ in calls] == ["transcribe", "translate"]
+    assert calls[1][1]["prompts"] == [heard.tokens]  # the Spanish clip only: English is not translated
+    model.config.translate_from_transcript = False
+    calls.clear()
+    recipe.score_split(model, clips, [0, 1], recipe.SpeechDataConfig(eval_beam_size=None), translate=True)
+    assert calls[1][1]["prompts"] is None
+
+
 def test_task_choice_is_a_function_of_the_index():
     english, spanish = {"no_speech": False, "language": "en"}, {"no_speech": False, "language": "es"}
     assert {recipe.choose_task(english, i, 0.5) for i in range(100)} == {"transcribe"}

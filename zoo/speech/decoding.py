@@ -629,13 +629,19 @@ class DecodingTask:
 
 
 def decode(model: SpeechModel, mel: torch.Tensor | Sequence[torch.Tensor], options: DecodingOptions | None = None,
-           mel_mask: torch.Tensor | None = None) -> DecodingResult | list[DecodingResult]:
+           mel_mask: torch.Tensor | None = None,
+           prompts: Sequence | None = None) -> DecodingResult | list[DecodingResult]:
     """Decode one window (mel (80, T), T <= 3000 frames: one DecodingResult) or a batch ((B, 80, T) with an
-    optional (B, T) mask, or a list of (80, T_i) mels of any lengths: a list of results, in order)."""
+    optional (B, T) mask, or a list of (80, T_i) mels of any lengths: a list of results, in order). prompts:
+    one previous text (str or token ids) per window of a batch, instead of options.prompt for all."""
     options = options or DecodingOptions()
     task = DecodingTask(model, options)
     batch, mask, single = pad_mels(mel, mel_mask)
+    if prompts is not None and (single or len(prompts) != batch.shape[0]):
+        raise InputError(f"decode() prompts: one per window of a batch; got {len(prompts)} for "
+                         f"{'one window' if single else f'{batch.shape[0]} windows'} (a single window takes "
+                         f"options.prompt)")
     with torch.inference_mode(), eval_mode(model):
         features, audio_mask = encode_audio(model, batch, mask, options.prepack)
-    results = task.run(features, audio_mask)
+    results = task.run(features, audio_mask, prompts=prompts)
     return results[0] if single else results

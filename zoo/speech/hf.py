@@ -412,6 +412,9 @@ def export_problems(model: Whisper) -> list[str]:
         problems.append("the encoder's CTC head (ctc_weight > 0) has no place in Whisper's format")
     if model.phoneme_head is not None:
         problems.append("the encoder's phoneme CTC head (phoneme_ctc_weight > 0) has no place in Whisper's format")
+    if c.translate_from_transcript:
+        problems.append("the model translates from its transcript (translate_from_transcript), which Whisper's "
+                        "generate() does not do")
     if model.tokenizer is None:
         problems.append("the model has no tokenizer, which a Whisper folder holds beside the weights")
     for part, b in (("encoder", c.encoder), ("decoder", c.decoder)):

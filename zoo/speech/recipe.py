@@ -16,6 +16,9 @@ no-speech clip also trains what follows such a prompt: no preference at all for 
 cross-entropy against the uniform distribution, the maximum-entropy target; whisper's blank suppression bans
 <|endoftext|> there) and <|endoftext|> after it. Trained with <|nospeech|> <|endoftext|> alone, the decoder is
 sure there is no speech and still writes fluent, confident text after the prompt (README "Speech").
+A model with WhisperConfig.translate_from_transcript reads a translation's prompt after the clip's transcript,
+    <|startofprev|> transcript <|startoftranscript|> <|xx|> <|translate|> <|notimestamps|> translation ...
+(consecutive decoding, Dong et al., 2021); the transcript is context, its labels ignored.
 """
 
 import dataclasses
@@ -206,19 +209,23 @@ def phoneme_readings(corpus_dir: Path, split: str, rows: list[dict]) -> list[str
 
 
 def target_tokens(tokenizer: WhisperTokenizer, row: dict, task: str, prompt_language: str | None = None,
-                  filler: int = 0) -> tuple[list[int], list[int]]:
+                  filler: int = 0, from_transcript: bool = False) -> tuple[list[int], list[int]]:
     """(decoder input, labels) for one clip and task, in Whisper's layout (see the module docstring).
     A no-speech clip's prompt is in `prompt_language` (default: the tokenizer's first) and is followed by
-    `filler`, any text token (default: the first), after which the transcript ends."""
+    `filler`, any text token (default: the first), after which the transcript ends. from_transcript: a
+    translation follows the clip's transcript as previous text (WhisperConfig.translate_from_transcript), which
+    is context, never predicted."""
     if row["no_speech"]:
         prompt = tokenizer.sot_sequence(prompt_language or tokenizer.languages[0], task, timestamps=False)
         labels = [tokenizer.no_speech] + [IGNORE] * (len(prompt) - 2) + [UNIFORM, tokenizer.eot]
         return prompt + [filler], labels
     prompt = tokenizer.sot_sequence(row["language"], task, timestamps=False)  # sot, lang, task, notimestamps
     text = tokenizer.encode((row["translation"] if task == "translate" else row["text"]).strip())
-    inputs = prompt + text
+    previous = ([tokenizer.sot_prev, *tokenizer.encode(row["text"].strip())]
+                if from_transcript and task == "translate" else [])
+    inputs = previous + prompt + text
     # after sot: predict the language; after the language and task tokens: nothing (instructions)
-    labels = [prompt[1]] + [IGNORE] * (len(prompt) - 2) + text + [tokenizer.eot]
+    labels = [IGNORE] * len(previous) + [prompt[1]] + [IGNORE] * (len(prompt) - 2) + text + [tokenizer.eot]
     return inputs, labels
 
 
@@ -256,11 +263,12 @@ class SpeechItems:
     """Items of one split: a clip's log-mel frames with the targets of one of its tasks (clip_tasks: one item per
     clip, or with both_tasks two per non-English clip). corpus_dir: where the split came from (evaluation reads
     the test splits there too). phonemes: each clip's eSpeak phonemes (phoneme_readings), for a model with a
-    phoneme head; None: no phoneme targets."""
+    phoneme head; None: no phoneme targets. from_transcript: translations follow the transcript (target_tokens)."""
 
     def __init__(self, clips: MelClips, tokenizer: WhisperTokenizer, translate_share: float, corpus_dir: Path,
-                 phonemes: list[str] | None = None, both_tasks: bool = False):
+                 phonemes: list[str] | None = None, both_tasks: bool = False, from_transcript: bool = False):
         self.clips, self.tokenizer, self.corpus_dir, self.phonemes = clips, tokenizer, corpus_dir, phonemes
+        self.from_transcript = from_transcript
         self.tasks = [(i, task) for i, row in enumerate(clips.rows)
                       for task in clip_tasks(row, i, translate_share, both_tasks)]  # (clip, task) per item
 
@@ -275,7 +283,7 @@ class SpeechItems:
         i, task = self.tasks[k]
         row = self.clips.rows[i]
         inputs, labels = target_tokens(self.tokenizer, row, task, choose_prompt_language(i, self.tokenizer.languages),
-                                       choose_filler(i, self.tokenizer))
+                                       choose_filler(i, self.tokenizer), self.from_transcript)
         transcript = [] if row["no_speech"] else list(row["text"].strip().encode("utf-8"))  # CTC targets: bytes
         item = {"mel": self.clips.frames(i), "tokens": torch.tensor(inputs), "labels": torch.tensor(labels),
                 **ctc_item("ctc", transcript)}
@@ -320,7 +328,8 @@ def prepare_data(config, data_config: SpeechDataConfig, path, cache_dir, model=N
                 for name, clips in splits.items()}
     # validation keeps one item per clip, so its loss stays comparable between runs with and without both_tasks
     train, val = (SpeechItems(splits[name], tokenizer, data_config.translate_share, corpus_dir, phonemes[name],
-                              both_tasks=data_config.both_tasks and name == "train") for name in ("train", "val"))
+                              both_tasks=data_config.both_tasks and name == "train",
+                              from_transcript=config.translate_from_transcript) for name in ("train", "val"))
     return TrainingData(train, val, config, extras={"tokenizer": tokenizer}, lengths=train.lengths())
 
 
@@ -409,8 +418,9 @@ def teacher_forced_loss(model, items: SpeechItems, indices: list[int], batch_siz
 
 
 def decode_clips(model, clips: MelClips, indices: list[int], task: str, beam_size: int | None,
-                 ctc_weight: float = 0.0, batch_size: int = 32) -> list:
-    """zoo.speech.decoding results for the clips, language detected per clip, no timestamps."""
+                 ctc_weight: float = 0.0, batch_size: int = 32, prompts: list | None = None) -> list:
+    """zoo.speech.decoding results for the clips, language detected per clip, no timestamps. prompts: each
+    clip's previous text (token ids), or None."""
     from zoo.speech.decoding import DecodingOptions, decode
 
     options = DecodingOptions(task=task, without_timestamps=True, beam_size=beam_size, ctc_weight=ctc_weight)
@@ -422,7 +432,8 @@ def decode_clips(model, clips: MelClips, indices: list[int], task: str, beam_siz
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
         mels = [clips.frames(indices[k]).T.to(device) for k in batch]
-        for k, result in zip(batch, decode(model, mels, options)):
+        for k, result in zip(batch, decode(model, mels, options,
+                                           prompts=[prompts[k] for k in batch] if prompts is not None else None)):
             results[k] = result
     return results
 
@@ -446,8 +457,10 @@ def score_split(model, clips: MelClips, indices: list[int], data_config: SpeechD
     heard = decode_clips(model, clips, indices, "transcribe", data_config.eval_beam_size, data_config.eval_ctc_weight)
     speech = [k for k, row in enumerate(rows) if not row["no_speech"]]
     foreign = [k for k in speech if rows[k]["language"] != "en"]
-    translated = decode_clips(model, clips, [indices[k] for k in foreign], "translate",
-                              data_config.eval_beam_size) if translate and foreign else []
+    # a model that translates from the transcript (consecutive decoding) gets the one just heard
+    prompts = [heard[k].tokens for k in foreign] if unwrapped(model).config.translate_from_transcript else None
+    translated = decode_clips(model, clips, [indices[k] for k in foreign], "translate", data_config.eval_beam_size,
+                              prompts=prompts) if translate and foreign else []
     seconds = time.perf_counter() - start
     silent = [is_silence(r) for r in heard]
     texts = ["" if quiet else r.text for r, quiet in zip(heard, silent)]

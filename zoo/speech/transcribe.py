@@ -78,7 +78,9 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     timestamps are decoded when the model learnt them (its config.timestamps; zoo's recipe does not teach them);
     a model with a CTC head transcribes with joint CTC/attention decoding, ctc_weight DEFAULT_CTC_WEIGHT (0 turns
     it off; translations never use it), and then a low average log-prob alone does not resample a window
-    (Fallback.retry_unlikely).
+    (Fallback.retry_unlikely). A model trained to translate from the transcript (config.translate_from_transcript)
+    transcribes each window first, as task="transcribe" would, and that transcript is the prompt of the window's
+    translation: condition_on_previous_text does not apply to its translations, and initial_prompt is refused.
 
     Returns {"text", "segments", "language", "no_speech_prob"} per file; a segment is {"id", "seek" (mel frame
     of its window), "start", "end" (seconds), "text", "tokens", "temperature", "avg_logprob",
@@ -104,14 +106,24 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
                         ("logprob_threshold", logprob_threshold), ("no_speech_threshold", no_speech_threshold)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InputError(f"transcribe() {name} must be a number or None (off), got {value!r}")
-    joint = task == "transcribe" and getattr(model, "ctc_head", None) is not None
-    search = {**DEFAULT_SEARCH, "without_timestamps": not getattr(getattr(model, "config", None), "timestamps", True),
-              "ctc_weight": DEFAULT_CTC_WEIGHT if joint else 0.0, **decode_options}
-    # one DecodingTask per temperature, built (and so validated) before any audio is decoded
+    config = getattr(model, "config", None)
+    from_transcript = task == "translate" and getattr(config, "translate_from_transcript", False)
+    if from_transcript and initial_prompt is not None:
+        raise InputError("transcribe(task='translate') with this model prompts each window's translation with its "
+                         "transcript (config.translate_from_transcript), so initial_prompt has no place; "
+                         "allowed: initial_prompt=None")
+    joint_weight = DEFAULT_CTC_WEIGHT if getattr(model, "ctc_head", None) is not None else 0.0
+    search = {**DEFAULT_SEARCH, "without_timestamps": not getattr(config, "timestamps", True),
+              "ctc_weight": joint_weight if task == "transcribe" else 0.0, **decode_options}
+    # one DecodingTask per temperature, built (and so validated) before any audio is decoded; with
+    # from_transcript a second set transcribes each window first (as task="transcribe" would)
     tasks = [DecodingTask(model, _options_at(t, task, language, search)) for t in temperatures]
+    hearing = [DecodingTask(model, _options_at(t, "transcribe", language, {**search, "ctc_weight": joint_weight}))
+               for t in temperatures] if from_transcript else []
     prepack = tasks[0].options.prepack  # the encoder's too (encode_audio)
-    fallback = Fallback(compression_ratio_threshold, logprob_threshold, no_speech_threshold,
-                        retry_unlikely=tasks[0].options.ctc_weight == 0)
+    fallback, hearing_fallback = (Fallback(compression_ratio_threshold, logprob_threshold, no_speech_threshold,
+                                           retry_unlikely=t[0].options.ctc_weight == 0) if t else None
+                                  for t in (tasks, hearing))
 
     single = not isinstance(audio, (list, tuple))
     sources = [audio] if single else list(audio)
@@ -136,8 +148,14 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
                 windows = [f.mel[:, f.seek:f.seek + f.window_frames] for f in active]
                 features, mask = encode_audio(model, *pad_mels(windows)[:2], prepack)  # once per window
             first = None
-            results = fallback.decode(tasks, features, mask, [f.language for f in active],
-                                      [f.tokens[f.prompt_since:] for f in active])
+            languages = [f.language for f in active]
+            if hearing:  # the window's own transcript, its text tokens (none for silence), prompts its translation
+                heard = hearing_fallback.decode(hearing, features, mask, languages, [[] for _ in active])
+                prompts = [[] if hearing_fallback.is_silence(r) else [t for t in r.tokens if t < tokenizer.eot]
+                           for r in heard]
+            else:
+                prompts = [f.tokens[f.prompt_since:] for f in active]
+            results = fallback.decode(tasks, features, mask, languages, prompts)
             for f, result in zip(active, results):
                 f.add(result, tokenizer, fallback, condition_on_previous_text)
 

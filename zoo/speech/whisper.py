@@ -71,6 +71,11 @@ class WhisperConfig:
     # transcribe() decodes without timestamps unless asked (a model never taught them writes garbage timestamps,
     # and the segmenting that follows them drops text).
     timestamps: bool = False
+    # Translate from the transcript (consecutive decoding, Dong et al., 2021): a translation is decoded after the
+    # clip's transcript, which prompts it as previous text (<|startofprev|> transcript <|startoftranscript|> <|xx|>
+    # <|translate|> ...), so the decoder maps words it can read instead of finding each one in the audio. Trained
+    # with the true transcript; transcribe(task="translate") and the recipe's evaluation transcribe first.
+    translate_from_transcript: bool = False
     # Whisper's learned absolute positions in the decoder (max_seq_len rows added to the token embeddings, as the
     # paper's model and every real checkpoint) instead of the backbone's RoPE; needs decoder.positions='none'.
     learned_positions: bool = False
@@ -98,7 +103,7 @@ class WhisperConfig:
                 and not 1 <= self.phoneme_ctc_layer <= e.n_layers:
             raise InputError(f"WhisperConfig.phoneme_ctc_layer={self.phoneme_ctc_layer}; allowed: an encoder block "
                              f"from 1 to encoder.n_layers={e.n_layers}")
-        for name in ("timestamps", "learned_positions", "pad_to_window"):
+        for name in ("timestamps", "translate_from_transcript", "learned_positions", "pad_to_window"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"WhisperConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if self.learned_positions and d.positions != "none":
