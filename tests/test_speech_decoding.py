@@ -653,8 +653,20 @@ def test_a_model_that_translates_from_the_transcript_is_prompted_with_each_windo
     assert [p[:p.index(TOK.sot)] for p in translating] == [[TOK.sot_prev, W["the"], W["cat"]],
                                                             [TOK.sot_prev, W["dog"]]]
     assert transcribe(model, audio, language="en")["text"] == " the cat dog"  # transcription is as before
+    model.prompts.clear()  # a prefix is the translation's: the transcript is heard without it
+    transcribe(model, audio, task="translate", language="en", prefix="hello")
+    assert [p[:3] for p in model.prompts if TOK.translate in p][0] == [TOK.sot_prev, W["the"], W["cat"]]
     plain = ScriptedWhisper(scripts)  # a model without the setting translates as whisper: no transcript
     transcribe(plain, audio, task="translate", language="en", condition_on_previous_text=False)
     assert all(TOK.sot_prev not in p for p in plain.prompts)
     with pytest.raises(ValueError, match=r"translate_from_transcript\), so initial_prompt has no place"):
         transcribe(model, audio, task="translate", initial_prompt="the")
+    # decode()'s per-window prompts, which the recipe's evaluation gives it: one per window of a batch
+    mels = [mel_of(a), mel_of(b)]
+    results = decode(model, mels, DecodingOptions(task="translate", language="en"), prompts=[[W["the"]], [W["dog"]]])
+    assert [text_of(r) for r in results] == [" hello world", " thank"]
+    assert [p[:2] for p in model.prompts[-2:]] == [[TOK.sot_prev, W["the"]], [TOK.sot_prev, W["dog"]]]
+    with pytest.raises(ValueError, match=r"decode\(\) prompts: one per window of a batch; got 1 for 2 windows"):
+        decode(model, mels, prompts=["the"])
+    with pytest.raises(ValueError, match=r"got 1 for one window \(a single window takes options.prompt\)"):
+        decode(model, mels[0], prompts=["the"])

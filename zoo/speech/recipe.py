@@ -457,12 +457,13 @@ def score_split(model, clips: MelClips, indices: list[int], data_config: SpeechD
     heard = decode_clips(model, clips, indices, "transcribe", data_config.eval_beam_size, data_config.eval_ctc_weight)
     speech = [k for k, row in enumerate(rows) if not row["no_speech"]]
     foreign = [k for k in speech if rows[k]["language"] != "en"]
-    # a model that translates from the transcript (consecutive decoding) gets the one just heard
-    prompts = [heard[k].tokens for k in foreign] if unwrapped(model).config.translate_from_transcript else None
+    silent = [is_silence(r) for r in heard]
+    # a model that translates from the transcript (consecutive decoding) gets the one just heard (none: silence)
+    prompts = ([[] if silent[k] else heard[k].tokens for k in foreign]
+               if unwrapped(model).config.translate_from_transcript else None)
     translated = decode_clips(model, clips, [indices[k] for k in foreign], "translate", data_config.eval_beam_size,
                               prompts=prompts) if translate and foreign else []
     seconds = time.perf_counter() - start
-    silent = [is_silence(r) for r in heard]
     texts = ["" if quiet else r.text for r, quiet in zip(heard, silent)]
     metrics: dict[str, float] = {}
     for language in sorted({rows[k]["language"] for k in speech}):

@@ -118,8 +118,9 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     # one DecodingTask per temperature, built (and so validated) before any audio is decoded; with
     # from_transcript a second set transcribes each window first (as task="transcribe" would)
     tasks = [DecodingTask(model, _options_at(t, task, language, search)) for t in temperatures]
-    hearing = [DecodingTask(model, _options_at(t, "transcribe", language, {**search, "ctc_weight": joint_weight}))
-               for t in temperatures] if from_transcript else []
+    hearing = [DecodingTask(model, _options_at(t, "transcribe", language,
+                                               {**search, "ctc_weight": joint_weight, "prefix": None}))
+               for t in temperatures] if from_transcript else []  # a prefix is the translation's, not the transcript's
     prepack = tasks[0].options.prepack  # the encoder's too (encode_audio)
     fallback, hearing_fallback = (Fallback(compression_ratio_threshold, logprob_threshold, no_speech_threshold,
                                            retry_unlikely=t[0].options.ctc_weight == 0) if t else None
