@@ -235,16 +235,21 @@ def _draw(what: str, index: int) -> float:
     return int(hashlib.sha256(f"{what}:{index}".encode()).hexdigest()[:8], 16) / 16**8
 
 
+def translatable(row: dict) -> bool:
+    """Speech in a language other than English: a clip the model can be taught (and asked) to translate."""
+    return not row["no_speech"] and row["language"] != "en"
+
+
 def choose_task(row: dict, index: int, translate_share: float) -> str:
     """transcribe, or (for a translate_share of the non-English clips) translate."""
-    if row["no_speech"] or row["language"] == "en" or translate_share == 0:
+    if not translatable(row) or translate_share == 0:
         return "transcribe"
     return "translate" if _draw("task", index) < translate_share else "transcribe"
 
 
 def clip_tasks(row: dict, index: int, translate_share: float, both_tasks: bool) -> tuple[str, ...]:
     """The tasks a clip is trained on: with both_tasks a non-English speech clip both, else choose_task's one."""
-    if both_tasks and not row["no_speech"] and row["language"] != "en" and translate_share > 0:
+    if both_tasks and translatable(row) and translate_share > 0:
         return ("transcribe", "translate")
     return (choose_task(row, index, translate_share),)
 
@@ -456,7 +461,7 @@ def score_split(model, clips: MelClips, indices: list[int], data_config: SpeechD
     start = time.perf_counter()
     heard = decode_clips(model, clips, indices, "transcribe", data_config.eval_beam_size, data_config.eval_ctc_weight)
     speech = [k for k, row in enumerate(rows) if not row["no_speech"]]
-    foreign = [k for k in speech if rows[k]["language"] != "en"]
+    foreign = [k for k in speech if translatable(rows[k])]
     silent = [is_silence(r) for r in heard]
     # a model that translates from the transcript (consecutive decoding) gets the one just heard (none: silence)
     prompts = ([[] if silent[k] else heard[k].tokens for k in foreign]
