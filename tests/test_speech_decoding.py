@@ -646,18 +646,20 @@ def test_a_model_that_translates_from_the_transcript_is_prompted_with_each_windo
     translations = {a: fixed(ts(0.0), W["hello"], W["world"], ts(2.0)), b: fixed(ts(0.0), W["thank"], ts(1.0))}
     model = ConsecutiveWhisper(scripts, translations)
     audio = torch.cat([tone(300, 30), tone(1000, 10)])
-    result = transcribe(model, audio, task="translate", language="en")
+    result = transcribe(model, audio, task="translate", language="de")
     assert result["text"] == " hello world thank"
     translating = [p for p in model.prompts if TOK.translate in p]
     # each window's translation reads that window's transcript, text tokens only, never the translation so far
     assert [p[:p.index(TOK.sot)] for p in translating] == [[TOK.sot_prev, W["the"], W["cat"]],
                                                             [TOK.sot_prev, W["dog"]]]
-    assert transcribe(model, audio, language="en")["text"] == " the cat dog"  # transcription is as before
+    assert transcribe(model, audio, language="de")["text"] == " the cat dog"  # transcription is as before
+    # English speech translated into English is its transcript: the model never learnt English -> English
+    assert transcribe(model, audio, task="translate", language="en")["text"] == " the cat dog"
     model.prompts.clear()  # a prefix is the translation's: the transcript is heard without it
-    transcribe(model, audio, task="translate", language="en", prefix="hello")
+    transcribe(model, audio, task="translate", language="de", prefix="hello")
     assert [p[:3] for p in model.prompts if TOK.translate in p][0] == [TOK.sot_prev, W["the"], W["cat"]]
     plain = ScriptedWhisper(scripts)  # a model without the setting translates as whisper: no transcript
-    transcribe(plain, audio, task="translate", language="en", condition_on_previous_text=False)
+    transcribe(plain, audio, task="translate", language="de", condition_on_previous_text=False)
     assert all(TOK.sot_prev not in p for p in plain.prompts)
     with pytest.raises(ValueError, match=r"translate_from_transcript\), so initial_prompt has no place"):
         transcribe(model, audio, task="translate", initial_prompt="the")

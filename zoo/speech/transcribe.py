@@ -80,7 +80,8 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
     it off; translations never use it), and then a low average log-prob alone does not resample a window
     (Fallback.retry_unlikely). A model trained to translate from the transcript (config.translate_from_transcript)
     transcribes each window first, as task="transcribe" would, and that transcript is the prompt of the window's
-    translation: condition_on_previous_text does not apply to its translations, and initial_prompt is refused.
+    translation (an English window's translation is its transcript: such a model never learnt English to English);
+    condition_on_previous_text does not apply to its translations, and initial_prompt is refused.
 
     Returns {"text", "segments", "language", "no_speech_prob"} per file; a segment is {"id", "seek" (mel frame
     of its window), "start", "end" (seconds), "text", "tokens", "temperature", "avg_logprob",
@@ -157,6 +158,9 @@ def transcribe(model: SpeechModel, audio, *, task: str = "transcribe", language:
             else:
                 prompts = [f.tokens[f.prompt_since:] for f in active]
             results = fallback.decode(tasks, features, mask, languages, prompts)
+            if hearing:  # English speech needs no translation into English: its transcript is the translation
+                results = [heard_result if code == "en" else result
+                           for code, heard_result, result in zip(languages, heard, results)]
             for f, result in zip(active, results):
                 f.add(result, tokenizer, fallback, condition_on_previous_text)
 
