@@ -209,13 +209,13 @@ def test_whisper_export_is_a_folder_transformers_loads(whisper_folder, tmp_path)
 
 
 def test_whisper_export_names_what_whisper_cannot_express(tmp_path):
-    recipe = zoo.load("whisper-cpu")  # RoPE, RMSNorm, GeGLU, a CTC head
+    recipe = zoo.load("whisper-cpu")  # RoPE, RMSNorm, GeGLU, a CTC head, translations read after the transcript
     with pytest.raises(InputError, match="the decoder uses RoPE; Whisper's format has learned absolute positions"):
         export_hf(recipe, tmp_path / "out")
     with pytest.raises(InputError, match="MLP is geglu.*CTC head|CTC head.*MLP is geglu"):
         export_hf(recipe, tmp_path / "out")
     with pytest.raises(InputError, match=r"translates from its transcript \(translate_from_transcript\)"):
-        export_hf(zoo.load("whisper-cpu", translate_from_transcript=True), tmp_path / "out")
+        export_hf(recipe, tmp_path / "out")
 
 
 def test_imported_whisper_transcribes_through_zoo(whisper_folder):

@@ -365,24 +365,26 @@ register_family(Family(
 
 
 # The CPU recipe (`zoo train whisper-cpu`): the synthesised five-language corpus with twice the Mandarin
-# training clips, joint CTC-attention training with a byte-level CTC head and an auxiliary phoneme CTC head on an
-# intermediate encoder block (Toshniwal et al., 2017), length-grouped batches, a BPE small enough that the decoder
-# spells, bf16 autocast where the CPU has bf16 units (precision auto: fp32 without them), dropout in the decoder;
-# evaluated (and transcribe() decodes) with beam search joint with the byte CTC head (zoo.speech.joint). README
-# "Speech" has the figures and what each of these bought.
+# training clips, each non-English clip trained both to transcribe and to translate (data.both_tasks), a
+# translation read after the clip's transcript (consecutive decoding, Dong et al., 2021), joint CTC-attention
+# training with a byte-level CTC head and an auxiliary phoneme CTC head on an intermediate encoder block
+# (Toshniwal et al., 2017), length-grouped batches, a BPE small enough that the decoder spells, bf16 autocast where
+# the CPU has bf16 units (precision auto: fp32 without them), dropout in the decoder; evaluated (and transcribe()
+# decodes) with beam search joint with the byte CTC head (zoo.speech.joint). README "Speech" has the figures and
+# what each of these bought.
 @register_model("whisper-cpu", family="whisper",
                 train={"steps": 7000, "batch_size": 24, "lr": 2e-3, "min_lr": 1e-4, "warmup": 200,
                        "eval_every": 1000, "checkpoint_every": 500, "weight_decay": 0.05, "precision": "auto"},
-                data={"vocab_size": 2048, "eval_beam_size": 5, "eval_ctc_weight": 0.3,
+                data={"vocab_size": 2048, "eval_beam_size": 5, "eval_ctc_weight": 0.3, "both_tasks": True,
                       "corpus": {"train_clips": 14400, "train_languages": ("en", "es", "fr", "de", "zh", "zh"),
                                  "val_clips": 200, "test_clips": 300, "test_unseen_clips": 200}})
 def whisper_cpu() -> WhisperConfig:
     """The CPU recipe's size (~3.6M): width 192, 3 heads, 4 encoder + 2 decoder layers (RMSNorm, GeGLU, RoPE in
     the decoder, dropout 0.1 in the decoder), a CTC head over UTF-8 bytes on the encoder (weight 0.5) and one over
-    eSpeak's phonemes on encoder block 2 (weight 0.2, training only)."""
+    eSpeak's phonemes on encoder block 2 (weight 0.2, training only); translations read after the transcript."""
     small = dict(dim=192, n_heads=3)
-    return WhisperConfig(ctc_weight=0.5, phoneme_ctc_weight=0.2, encoder=encoder_backbone(**small),
-                         decoder=decoder_backbone(n_layers=2, dropout=0.1, **small))
+    return WhisperConfig(ctc_weight=0.5, phoneme_ctc_weight=0.2, translate_from_transcript=True,
+                         encoder=encoder_backbone(**small), decoder=decoder_backbone(n_layers=2, dropout=0.1, **small))
 
 
 @register_model("whisper-tiny", family="whisper")
