@@ -354,7 +354,7 @@ def start_nodes(start, n: int, out: Path, corpus, zoo_home, *sets: str) -> list[
     The first agent hosts the rendezvous store, as the machine the endpoint names does on a cluster. Left to
     themselves, agents on one host race to bind the port, and when the winner's worker is the one killed, its agent
     exits with the store: the others' agents then fail (RendezvousConnectionError) and SIGTERM their workers, a
-    second failure racing the one under test (it made a survivor's report go missing on a loaded CI machine)."""
+    second failure racing the one under test."""
     port = free_port()
     return [start([sys.executable, "-m", "torch.distributed.run", f"--nnodes={n}", "--nproc_per_node=1",
                    f"--node_rank={node}", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
