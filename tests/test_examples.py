@@ -199,14 +199,23 @@ def test_diffusion_train_and_draw(home, tmp_path):
     # levers: the default setting draws exactly what the training run's evaluation drew (its prompts, seeds and
     # batches), so it scores the same; a changed sampler still runs through the pipeline's own steps
     changed = "shift=3 guidance=6 interval=0.25-4"
-    output = run(home, "examples/diffusion/levers.py", "sampler", out, "--setting", "", changed, "scheduler=dpm++")
+    guides = ["skip=1 skip_scale=2", f"weak={out} weak_scale=3"]  # skip-layer guidance; autoguidance by itself
+    output = run(home, "examples/diffusion/levers.py", "sampler", out, "--setting", "", changed, "scheduler=dpm++",
+                 *guides)
     rows = re.findall(r"^setting '(.*)': test \((\d+)\): shape ([\d.]+) colour ([\d.]+) joint ([\d.]+); "
                       r"test_heldout \((\d+)\): shape ([\d.]+) colour ([\d.]+) joint ([\d.]+)", output, re.M)
-    assert [row[0] for row in rows] == ["", changed, "scheduler=dpm++"]
+    assert [row[0] for row in rows] == ["", changed, "scheduler=dpm++", *guides]
     default = [float(value) for value in rows[0][2:5] + rows[0][6:9]]
     recorded = json.loads((out / "metrics.json").read_text())
     assert default == pytest.approx([recorded[f"{prefix}_{name}"] for prefix in ("gen", "gen_heldout")
                                      for name in ("shape", "colour", "joint")], abs=1e-3)
+    # autoguidance by the model itself guides away from its own prediction: zero, so the default's figures again
+    assert [float(value) for value in rows[4][2:5] + rows[4][6:9]] == pytest.approx(default, abs=1e-3)
+    output = run(home, "examples/diffusion/levers.py", "renoise", out, "--prompts", "8", "--levels", "0.2", "0.9",
+                 "--guidance", "1")
+    levels = re.findall(r"^from s=([\d.]+) \(sigma [\d.]+\): shape ([\d.]+) colour [\d.]+ joint ([\d.]+)", output,
+                        re.M)
+    assert [level for level, _, _ in levels] == ["0.2", "0.9"]
     output = run(home, "examples/diffusion/levers.py", "shapes", out, "--out", out)
     counts = re.findall(r"^ *(\w+): (\d+)/(\d+)$", output, re.M)
     prompts = int(re.search(r"test split, (\d+) prompts", output).group(1))
