@@ -10,9 +10,11 @@ export OMP_NUM_THREADS ?= 2
 install: $(STAMP)
 
 # Re-installs only when the package metadata or the pinned versions change: a second run is instant.
+# --no-cache-dir: PyPI's torch for x86_64 comes with several GB of CUDA wheels, and pip's cache would keep a
+# second copy of each; on a machine with little disk free the install then fails part-way (Errno 28).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-cache-dir -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 lint: install
