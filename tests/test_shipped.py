@@ -362,6 +362,38 @@ def test_demo_train_retrains_every_shipped_model_in_fp32_where_recorded_bf16_has
     assert f"{NAME} was trained in bf16, and this machine has no bf16 units" in capsys.readouterr().out
 
 
+def test_demo_train_run_again_keeps_finished_models_and_resumes_an_interrupted_one(weights, tmp_path, monkeypatch,
+                                                                                   capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZOO_FAMILIES", raising=False)
+    root = tmp_path / "train"
+    retrain_all(root)
+    report_path = root / NAME / "reproduce.json"
+    first = json.loads(report_path.read_text())
+    assert first["resumed_from"] is None and first["command"].endswith("--overwrite")
+
+    capsys.readouterr()
+    with monkeypatch.context() as patch:  # a finished reproduction of the weights shipped now is kept
+        patch.setattr("zoo.demo.reproduce", lambda *args, **kwargs: pytest.fail("retrained a finished model"))
+        assert retrain_all(root) == {NAME: root / NAME}
+    assert f"{NAME} was retrained already" in capsys.readouterr().out
+
+    report_path.unlink()  # cut short after its last checkpoint, before the report: it continues from there
+    retrain_all(root)
+    second = json.loads(report_path.read_text())
+    assert second["resumed_from"] == "step_00000002" and second["command"].endswith("--resume")
+    assert second["metrics"]["val_loss"]["reproduced"] == pytest.approx(first["metrics"]["val_loss"]["reproduced"],
+                                                                        abs=1e-6)
+
+    manifest_path = weights / NAME / "manifest.json"  # the weights shipped again since: the old report is stale
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "commit": "0" * 40}))
+    capsys.readouterr()
+    retrain_all(root)
+    assert f"retraining {NAME}" in capsys.readouterr().out
+    assert json.loads(report_path.read_text())["shipped_commit"] == "0" * 40
+
+
 def test_reproduce_of_a_name_without_shipped_weights_exits_2_listing_the_shipped_ones(shipped, monkeypatch, capsys):
     monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(shipped))
     for name in ("no-such-model", "gpt-nano"):

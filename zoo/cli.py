@@ -4,7 +4,7 @@
     zoo train NAME [--out DIR] [--data PATH] [--steps N] [--set section.field=value ...] [--resume]
               [--lora r=8,alpha=16]
     zoo eval DIR [--data PATH] [--json]
-    zoo reproduce NAME [--out DIR] [--set k=v ...] [--json]
+    zoo reproduce NAME [--out DIR] [--set k=v ...] [--resume] [--json]
                                                       retrain shipped weights with their recorded command, compare
     zoo generate DIR --prompt TEXT [--max-new-tokens N --temperature T --top-k K --top-p P --seed S]
                  [--stream] [--json] [--show-probs]
@@ -64,7 +64,7 @@ def cmd_eval(args):
 def cmd_reproduce(args):
     from zoo.shipped import reproduce
 
-    report = reproduce(args.name, args.out, args.set)
+    report = reproduce(args.name, args.out, args.set, resume=args.resume)
     if args.json:
         print(json.dumps(report))
         return
@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: runs/reproduce/NAME)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override the recorded command's setting (repeatable), e.g. --set train.precision=auto")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted reproduction in --out from its latest checkpoint")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object (last line)")
     p.set_defaults(fn=cmd_reproduce)
 
@@ -144,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="every shipped model on fresh input, and runs/demo/report.html")
     p.add_argument("--out", default="runs/demo", help="where the report and the demo's runs go")
     p.add_argument("--train", action="store_true",
-                   help="first retrain every shipped model with its recorded command, then demo the fresh ones")
+                   help="first retrain every shipped model with its recorded command, then demo the fresh ones "
+                        "(run again with the same --out, it keeps finished retrainings and resumes a cut-short one)")
     p.set_defaults(fn=cmd_demo)
     return parser
 

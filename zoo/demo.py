@@ -2,7 +2,8 @@
 
     zoo demo                    the weights shipped in zoo/weights (hash-verified)
     zoo demo --train            first retrain every shipped model with its recorded command (zoo reproduce), then
-                                the same demo on the fresh models
+                                the same demo on the fresh models; run again, it keeps the finished retrainings
+                                and continues an interrupted one from its checkpoint
     -> runs/demo/report.html    one self-contained file: metrics against targets, loss curves, code, audio,
                                 image grids with the judge's verdicts, confusion matrices, the shared backbone
 
@@ -26,7 +27,7 @@ import torch
 from zoo.checkpoint import load_pretrained
 from zoo.errors import InputError, MissingFileError
 from zoo.report import Report
-from zoo.shipped import read_manifest, reproduce, shipped_dir, shipped_names, slow_precision, verify
+from zoo.shipped import REPORT_FILE, read_manifest, reproduce, shipped_dir, shipped_names, slow_precision, verify
 
 DEMO_SEED = 2026
 CODE_SAMPLES = 100  # functions sampled for the fresh parse rate (as the evaluation)
@@ -148,24 +149,42 @@ def check_demo_dir(out: Path) -> Path:
 def retrain_all(root: Path) -> dict[str, Path]:
     """zoo demo --train: every shipped model retrained by its manifest's command (progress: each run's own bars;
     the ETA from the shipped wall times). A model recorded in bf16 trains in fp32 on a machine without bf16 units
-    (train.precision=auto), where bf16 would take many times its recorded wall time."""
+    (train.precision=auto), where bf16 would take many times its recorded wall time.
+
+    The runs take hours in all, so an interrupted --train loses nothing when run again with the same --out: a
+    model whose reproduction finished (its reproduce.json, for the weights shipped now) is kept, and a run cut
+    short continues from its latest checkpoint."""
     names = shipped_names()
     remaining = sum(read_manifest(name).get("wall_time_s", 0.0) for name in names)
     directories = {}
     for i, name in enumerate(names, 1):
-        print(f"\n[{i}/{len(names)}] retraining {name}; all runs left take about {remaining / 60:.0f} min",
-              flush=True)
         sets = ["train.precision=auto"] if slow_precision(name, []) else []
-        if sets:
-            print(f"{name} was trained in bf16, and this machine has no bf16 units: --set train.precision=auto "
-                  f"(fp32 here)", flush=True)
-        directories[name] = Path(reproduce(name, root / name, sets)["out"])
+        if _reproduced(root / name, name, sets):
+            print(f"\n[{i}/{len(names)}] {name} was retrained already ({root / name / REPORT_FILE}); kept", flush=True)
+        else:
+            print(f"\n[{i}/{len(names)}] retraining {name}; all runs left take about {remaining / 60:.0f} min",
+                  flush=True)
+            if sets:
+                print(f"{name} was trained in bf16, and this machine has no bf16 units: --set train.precision=auto "
+                      f"(fp32 here)", flush=True)
+            reproduce(name, root / name, sets, resume=True)
+        directories[name] = root / name
         remaining -= read_manifest(name).get("wall_time_s", 0.0)
     return directories
 
 
+def _reproduced(directory: Path, name: str, sets: list[str]) -> bool:
+    """Whether `directory` holds a finished reproduction of the weights shipped now, with these settings."""
+    path = directory / REPORT_FILE
+    if not path.is_file():
+        return False
+    report, manifest = json.loads(path.read_text()), read_manifest(name)
+    return (report.get("shipped_command"), report.get("shipped_commit"), report.get("sets")) == \
+        (manifest["command"], manifest.get("commit"), sets)
+
+
 def _metrics(directory: Path) -> dict:
-    manifest, fresh = directory / "manifest.json", directory / "reproduce.json"
+    manifest, fresh = directory / "manifest.json", directory / REPORT_FILE
     if fresh.is_file():  # a --train run: the reproduced figures
         return {k: v["reproduced"] for k, v in json.loads(fresh.read_text())["metrics"].items()}
     return json.loads(manifest.read_text())["metrics"] if manifest.is_file() else {}

@@ -326,12 +326,15 @@ def slow_precision(name: str, sets: list[str]) -> bool:
     return resolve_precision(settings["precision"], device) == "bf16" and not has_bf16_units(device)
 
 
-def reproduce(name: str, out: str | Path | None = None, sets: list[str] = ()) -> dict:
+def reproduce(name: str, out: str | Path | None = None, sets: list[str] = (), resume: bool = False) -> dict:
     """Run the shipped model's training command again into `out` (default runs/reproduce/NAME), evaluate the
     result as `zoo eval` does and compare it with the shipped metrics; the report is also written to
     OUT/reproduce.json. `sets` (SECTION.FIELD=VALUE) are added after the recorded command's own --set items, so
-    they win: e.g. train.precision=auto where the recorded bf16 has no bf16 units to run on."""
+    they win: e.g. train.precision=auto where the recorded bf16 has no bf16 units to run on. `resume` continues
+    an interrupted reproduction from its latest checkpoint in `out` (the trainer refuses changed settings);
+    without it a second reproduce starts over in its directory."""
     from zoo.config import parse_sets
+    from zoo.train.checkpointing import latest_checkpoint
     from zoo.train.trainer import check_out_dir
 
     manifest = read_manifest(name)
@@ -340,7 +343,9 @@ def reproduce(name: str, out: str | Path | None = None, sets: list[str] = ()) ->
     check_out_dir(out)  # before the training command starts, as it would refuse the same directory
     env, argv = reproduce_argv(manifest["command"], out)
     argv += [word for item in sets for word in ("--set", item)]
-    argv += ["--overwrite"] * ("--overwrite" not in argv)  # a second reproduce starts over in its own directory
+    resumed_from = latest_checkpoint(out) if resume and out.is_dir() else None
+    argv = [word for word in argv if word not in ("--overwrite", "--resume")]
+    argv.append("--resume" if resumed_from is not None else "--overwrite")
     print(f"reproducing {name}: {shlex.join(argv)}", flush=True)
     if slow_precision(name, sets):
         print(f"note: {name} was trained in bf16 and this machine has no bf16 units, so the run will take many times "
@@ -357,7 +362,9 @@ def reproduce(name: str, out: str | Path | None = None, sets: list[str] = ()) ->
     report = {
         "name": name, "command": shlex.join(argv), "shipped_command": manifest["command"], "out": str(out),
         "shipped_commit": manifest.get("commit"), "commit": git_state()[0], "machine": machine(),
-        "shipped_wall_time_s": manifest.get("wall_time_s"), "wall_time_s": wall_time_s,
+        "shipped_wall_time_s": manifest.get("wall_time_s"), "wall_time_s": wall_time_s, "sets": list(sets),
+        # a resumed run's wall time is this last stretch's only, so it is not comparable with the shipped one
+        "resumed_from": resumed_from.name if resumed_from is not None else None,
         "metrics": {key: {"shipped": shipped.get(key), "reproduced": reproduced.get(key),
                           "difference": reproduced[key] - shipped[key]
                           if key in shipped and key in reproduced else None} for key in names},
