@@ -385,13 +385,15 @@ def test_demo_train_run_again_keeps_finished_models_and_resumes_an_interrupted_o
     assert second["metrics"]["val_loss"]["reproduced"] == pytest.approx(first["metrics"]["val_loss"]["reproduced"],
                                                                         abs=1e-6)
 
-    manifest_path = weights / NAME / "manifest.json"  # the weights shipped again since: the old report is stale
+    manifest_path = weights / NAME / "manifest.json"  # the weights shipped again since: that run is another's
     manifest = json.loads(manifest_path.read_text())
     manifest_path.write_text(json.dumps({**manifest, "commit": "0" * 40}))
     capsys.readouterr()
     retrain_all(root)
     assert f"retraining {NAME}" in capsys.readouterr().out
-    assert json.loads(report_path.read_text())["shipped_commit"] == "0" * 40
+    third = json.loads(report_path.read_text())
+    assert third["shipped_commit"] == "0" * 40
+    assert third["resumed_from"] is None and third["command"].endswith("--overwrite")  # started over
 
 
 def test_reproduce_of_a_name_without_shipped_weights_exits_2_listing_the_shipped_ones(shipped, monkeypatch, capsys):

@@ -152,35 +152,36 @@ def retrain_all(root: Path) -> dict[str, Path]:
     (train.precision=auto), where bf16 would take many times its recorded wall time.
 
     The runs take hours in all, so an interrupted --train loses nothing when run again with the same --out: a
-    model whose reproduction finished (its reproduce.json, for the weights shipped now) is kept, and a run cut
-    short continues from its latest checkpoint."""
+    model whose reproduction finished is kept, and a run cut short continues from its latest checkpoint. Both only
+    for the weights shipped now: ROOT/retraining.json names what each run was started for (the manifest's command
+    and commit, and the added settings), and a run started for other weights starts over."""
     names = shipped_names()
     remaining = sum(read_manifest(name).get("wall_time_s", 0.0) for name in names)
+    ledger_path = root / "retraining.json"
+    started = json.loads(ledger_path.read_text()) if ledger_path.is_file() else {}
     directories = {}
     for i, name in enumerate(names, 1):
         sets = ["train.precision=auto"] if slow_precision(name, []) else []
-        if _reproduced(root / name, name, sets):
-            print(f"\n[{i}/{len(names)}] {name} was retrained already ({root / name / REPORT_FILE}); kept", flush=True)
+        manifest = read_manifest(name)
+        purpose = {"shipped_command": manifest["command"], "shipped_commit": manifest.get("commit"), "sets": sets}
+        report_path = root / name / REPORT_FILE
+        if started.get(name) == purpose and report_path.is_file():
+            print(f"\n[{i}/{len(names)}] {name} was retrained already ({report_path}); kept", flush=True)
         else:
             print(f"\n[{i}/{len(names)}] retraining {name}; all runs left take about {remaining / 60:.0f} min",
                   flush=True)
             if sets:
                 print(f"{name} was trained in bf16, and this machine has no bf16 units: --set train.precision=auto "
                       f"(fp32 here)", flush=True)
-            reproduce(name, root / name, sets, resume=True)
+            resume = started.get(name) == purpose
+            root.mkdir(parents=True, exist_ok=True)
+            ledger_path.write_text(json.dumps({**started, name: purpose}, indent=2) + "\n")
+            started[name] = purpose
+            report_path.unlink(missing_ok=True)  # another weights' report would pass for this run's if it is cut short
+            reproduce(name, root / name, sets, resume=resume)
         directories[name] = root / name
-        remaining -= read_manifest(name).get("wall_time_s", 0.0)
+        remaining -= manifest.get("wall_time_s", 0.0)
     return directories
-
-
-def _reproduced(directory: Path, name: str, sets: list[str]) -> bool:
-    """Whether `directory` holds a finished reproduction of the weights shipped now, with these settings."""
-    path = directory / REPORT_FILE
-    if not path.is_file():
-        return False
-    report, manifest = json.loads(path.read_text()), read_manifest(name)
-    return (report.get("shipped_command"), report.get("shipped_commit"), report.get("sets")) == \
-        (manifest["command"], manifest.get("commit"), sets)
 
 
 def _metrics(directory: Path) -> dict:
