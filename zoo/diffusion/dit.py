@@ -90,7 +90,7 @@ class DiTConfig:
     # are pulled towards a frozen image encoder's features of the clean image (cosine similarity, weight
     # `align_weight`). align_dim: the encoder's feature channels (set from it when training; 0: no alignment).
     align_dim: int = 0
-    align_depth: int = 2
+    align_depth: int = 3  # of 6 blocks (the paper: block 8 of SiT-XL's 28); against blocks 2 and 4: README "Diffusion"
     align_weight: float = 0.5
 
     def __post_init__(self):
