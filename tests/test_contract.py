@@ -15,7 +15,7 @@ from torch import nn
 
 from zoo.nn import transformer_flops_per_token
 from zoo.registry import get_family, split_decay
-from zoo.train import TrainConfig, Trainer
+from zoo.train import TrainConfig, Trainer, metrics
 from zoo.train.metrics import measure_flops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,6 +143,24 @@ def test_mfu_counts_the_trained_context_not_the_maximum(tmp_path, corpus):
     trainer = tiny_trainer(corpus, tmp_path, seq_len=8)  # the model could take 16 tokens; training uses 8
     n = sum(p.numel() for p in trainer.raw_model.parameters())
     assert trainer.flops_per_sample == pytest.approx(8 * transformer_flops_per_token(n, 2, 32, 8))
+
+
+def test_cpu_peak_is_measured_in_the_dtype_the_run_computes_in(monkeypatch):
+    """A bf16 run's MFU is over a bf16 matmul's rate: on a CPU with bf16 units that is several times the fp32 rate,
+    and an fp32 peak put bf16 runs above 100%."""
+    monkeypatch.setattr(metrics, "_cpu_peaks", {})
+    monkeypatch.setattr(metrics, "matmul_flops_per_s", lambda dtype: {torch.bfloat16: 2e9, torch.float32: 1e9}[dtype])
+    cpu = torch.device("cpu")
+    assert (metrics.peak_flops(cpu, "bf16"), metrics.peak_flops(cpu, "fp32")) == (2e9, 1e9)
+    assert metrics.peak_flops(cpu, "auto-resolved-elsewhere") == 1e9  # anything but bf16/fp16 multiplies in fp32
+
+
+def test_matmul_rate_is_measured_in_the_given_dtype(monkeypatch):
+    seen = []
+    real_matmul = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: seen.append((a.dtype, b.dtype)) or real_matmul(a, b))
+    rate = metrics.matmul_flops_per_s(torch.bfloat16, size=64)
+    assert rate > 0 and seen and set(seen) == {(torch.bfloat16, torch.bfloat16)}
 
 
 def test_measured_flops_leave_out_frozen_modules():

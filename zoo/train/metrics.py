@@ -3,7 +3,9 @@
 MFU (model FLOPs utilisation, Chowdhery et al., 2022, "PaLM", appendix B) = achieved model FLOPs/s over the
 hardware peak. A family may give a formula (zoo.nn.transformer_flops_per_token for a Transformer);
 otherwise one training step's FLOPs are measured once with torch.utils.flop_counter. The peak comes from
-a table on GPUs and from a measured fp32 matmul on CPUs (there is no honest spec-sheet number for a shared CPU).
+a table on GPUs and from a measured matmul on CPUs, in the dtype the run computes in (there is no honest
+spec-sheet number for a shared CPU, and one with bf16 units multiplies bf16 several times faster than fp32: an fp32
+peak put a bf16 run's MFU above 1).
 """
 
 import json
@@ -37,28 +39,34 @@ def measure_flops(fn, exclude: list[torch.nn.Module] = ()) -> float:
     return float(counter.get_total_flops() - excluded[0])
 
 
-_cpu_peak: float | None = None
+_cpu_peaks: dict[torch.dtype, float] = {}  # measured once per process and dtype
+CPU_MATMUL_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # any other precision multiplies in fp32
 
 
 def peak_flops(device: torch.device, precision: str) -> float:
-    global _cpu_peak
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, value in GPU_PEAK_BF16.items():
             if key in name:
                 return value if precision != "fp32" else value / 2  # TF32 runs at half the bf16 rate
         return 0.0
-    if _cpu_peak is None:  # best of a few 1024^3 matmuls at this process's thread count
-        generator = torch.Generator().manual_seed(0)  # not the global RNG: resuming must not shift it
-        a, b = torch.randn(1024, 1024, generator=generator), torch.randn(1024, 1024, generator=generator)
+    dtype = CPU_MATMUL_DTYPES.get(precision, torch.float32)
+    if dtype not in _cpu_peaks:
+        _cpu_peaks[dtype] = matmul_flops_per_s(dtype)
+    return _cpu_peaks[dtype]
+
+
+def matmul_flops_per_s(dtype: torch.dtype, size: int = 1024) -> float:
+    """The best of a few size^3 matmuls in `dtype` at this process's thread count, in FLOP/s."""
+    generator = torch.Generator().manual_seed(0)  # not the global RNG: resuming must not shift it
+    a, b = (torch.randn(size, size, generator=generator).to(dtype) for _ in range(2))
+    a @ b
+    best = math.inf
+    for _ in range(5):
+        start = time.perf_counter()
         a @ b
-        best = math.inf
-        for _ in range(5):
-            start = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - start)
-        _cpu_peak = 2 * 1024**3 / best
-    return _cpu_peak
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
 
 
 class RunLog:
