@@ -221,6 +221,13 @@ def test_diffusion_train_and_draw(home, tmp_path):
     prompts = int(re.search(r"test split, (\d+) prompts", output).group(1))
     assert counts and sum(int(total) for _, _, total in counts) == prompts
     assert is_png(out / "generated_shape_confusion.png")
+    # vaes: the run's own VAE on the evaluation's test scenes is the evaluation's vae_* figures
+    output = run(home, "examples/diffusion/levers.py", "vaes", out, out / "vae")
+    rows = re.findall(r" on (test|test_heldout) \((\d+)\): shape ([\d.]+) colour ([\d.]+) joint ([\d.]+) PSNR "
+                      r"([\d.]+) dB", output)
+    assert [row[0] for row in rows] == ["test", "test_heldout"]
+    assert [float(value) for value in rows[0][2:5]] == pytest.approx(
+        [recorded[f"vae_{name}"] for name in ("shape", "colour", "joint")], abs=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------- distributed

@@ -1,8 +1,9 @@
-"""Two measurements behind the diffusion section's account of where the joint accuracy is lost (README "Diffusion").
+"""The measurements behind the diffusion section's account of where the joint accuracy is lost (README "Diffusion").
 
     python examples/diffusion/levers.py sampler MODEL [--prompts 200] [--splits val] [--setting "shift=3" ...]
     python examples/diffusion/levers.py shapes MODEL [--prompts 400] [--out DIR]
     python examples/diffusion/levers.py renoise MODEL [--prompts 400] [--levels 0.1 0.3 0.5 0.7 0.9]
+    python examples/diffusion/levers.py vaes MODEL VAE... [--prompts 200]
 
 MODEL is a trained dit directory (`zoo train dit-shapes --out DIR`) or a shipped name such as dit-shapes; its judge
 is the one it was trained beside (DIR/judge), its prompts those of `zoo eval`: the captions of the first --prompts
@@ -37,6 +38,10 @@ by Euler steps on the evaluation's grid (25 steps over the whole path) with the 
 reads the result: at a small s the input still shows the shape, so a shape lost there is lost by the denoiser.
 --guidance 1 denoises without guidance.
 
+vaes: the ceiling each VAE sets in its latent space: MODEL's judge reads each VAE's reconstructions (posterior
+mean) of the first --prompts scenes of the test and held-out-pairs splits, as `zoo eval`'s vae_* figures do for
+the test split; also their PSNR (images in [-1, 1]). VAE is a trained vae directory or a shipped name.
+
 shapes: the default sampler on the test split; for each shape, how often the judge sees the shape the caption
 asked for, and the commonest confusions; --out DIR also saves DIR/generated_shape_confusion.png (rows: the shape
 asked for, columns: the shape the judge saw).
@@ -44,6 +49,7 @@ asked for, columns: the shape the judge saw).
 
 import argparse
 import contextlib
+import math
 import re
 import time
 from collections import Counter
@@ -53,7 +59,7 @@ import torch
 
 from zoo.checkpoint import load_pretrained
 from zoo.diffusion.data import SHAPES, load_split
-from zoo.diffusion.evaluation import BATCH, GUIDANCE, GUIDANCE_INTERVAL, SEED, STEPS
+from zoo.diffusion.evaluation import BATCH, GUIDANCE, GUIDANCE_INTERVAL, SEED, STEPS, reconstruct
 from zoo.diffusion.judge import predict, score
 from zoo.diffusion.pipeline import TextToImagePipeline, build_scheduler, check_scheduler, noise_level
 from zoo.diffusion.vae import to_model_range
@@ -269,6 +275,21 @@ def shapes(args):
         print(f"saved {args.out / 'generated_shape_confusion.png'}")
 
 
+def vaes(args):
+    _, _, judge, data_config = load(args.model)
+    for split in ("test", "test_heldout"):
+        scenes = load_split(data_config, split, zoo_home() / "cache")
+        n = min(args.prompts, len(scenes))
+        real, attributes = to_model_range(scenes.images[:n]), [scenes.attributes(i) for i in range(n)]
+        for directory in args.vaes:
+            rebuilt = reconstruct(load_pretrained(trained_dir(directory)).eval(), real)
+            right = score(judge, rebuilt, attributes)
+            psnr = 10 * math.log10(4 / ((rebuilt - real) ** 2).mean().item())  # peak-to-peak 2 in [-1, 1]
+            print(f"{directory} on {split} ({n}): shape {right['shape'].float().mean():.3f} colour "
+                  f"{right['colour'].float().mean():.3f} joint {right['joint'].float().mean():.3f} PSNR {psnr:.2f} dB",
+                  flush=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -291,7 +312,11 @@ if __name__ == "__main__":
     p.add_argument("--prompts", type=int, default=400)
     p.add_argument("--confusions", type=int, default=6, help="how many of the commonest confusions to print")
     p.add_argument("--out", type=Path, help="where to save generated_shape_confusion.png")
+    p = sub.add_parser("vaes")
+    p.add_argument("model", help="the dit whose judge and test splits to use, e.g. dit-shapes")
+    p.add_argument("vaes", nargs="+", metavar="VAE", help="trained vae directories or shipped names")
+    p.add_argument("--prompts", type=int, default=200, help="scenes of each split")
     args = parser.parse_args()
     if args.what == "renoise" and not all(0 < level < 1 for level in args.levels):
         parser.error(f"--levels {args.levels}: each must be in (0, 1)")
-    {"sampler": sampler, "renoise": renoise, "shapes": shapes}[args.what](args)
+    {"sampler": sampler, "renoise": renoise, "shapes": shapes, "vaes": vaes}[args.what](args)
