@@ -174,9 +174,9 @@ def retrain_all(root: Path) -> dict[str, Path]:
                 print(f"{name} was trained in bf16, and this machine has no bf16 units: --set train.precision=auto "
                       f"(fp32 here)", flush=True)
             resume = started.get(name) == purpose
-            root.mkdir(parents=True, exist_ok=True)
-            ledger_path.write_text(json.dumps({**started, name: purpose}, indent=2) + "\n")
             started[name] = purpose
+            root.mkdir(parents=True, exist_ok=True)
+            ledger_path.write_text(json.dumps(started, indent=2) + "\n")
             report_path.unlink(missing_ok=True)  # another weights' report would pass for this run's if it is cut short
             reproduce(name, root / name, sets, resume=resume)
         directories[name] = root / name

@@ -362,7 +362,7 @@ def reproduce(name: str, out: str | Path | None = None, sets: list[str] = (), re
     report = {
         "name": name, "command": shlex.join(argv), "shipped_command": manifest["command"], "out": str(out),
         "shipped_commit": manifest.get("commit"), "commit": git_state()[0], "machine": machine(),
-        "shipped_wall_time_s": manifest.get("wall_time_s"), "wall_time_s": wall_time_s, "sets": list(sets),
+        "shipped_wall_time_s": manifest.get("wall_time_s"), "wall_time_s": wall_time_s,
         # a resumed run's wall time is this last stretch's only, so it is not comparable with the shipped one
         "resumed_from": resumed_from.name if resumed_from is not None else None,
         "metrics": {key: {"shipped": shipped.get(key), "reproduced": reproduced.get(key),

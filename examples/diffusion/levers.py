@@ -40,7 +40,8 @@ reads the result: at a small s the input still shows the shape, so a shape lost 
 
 vaes: the ceiling each VAE sets in its latent space: MODEL's judge reads each VAE's reconstructions (posterior
 mean) of the first --prompts scenes of the test and held-out-pairs splits, as `zoo eval`'s vae_* figures do for
-the test split; also their PSNR (images in [-1, 1]). VAE is a trained vae directory or a shipped name.
+the test split; also their mean PSNR, as the VAE's own evaluation measures it. VAE is a trained vae directory or a
+shipped name.
 
 shapes: the default sampler on the test split; for each shape, how often the judge sees the shape the caption
 asked for, and the commonest confusions; --out DIR also saves DIR/generated_shape_confusion.png (rows: the shape
@@ -49,7 +50,6 @@ asked for, columns: the shape the judge saw).
 
 import argparse
 import contextlib
-import math
 import re
 import time
 from collections import Counter
@@ -62,7 +62,7 @@ from zoo.diffusion.data import SHAPES, load_split
 from zoo.diffusion.evaluation import BATCH, GUIDANCE, GUIDANCE_INTERVAL, SEED, STEPS, reconstruct
 from zoo.diffusion.judge import predict, score
 from zoo.diffusion.pipeline import TextToImagePipeline, build_scheduler, check_scheduler, noise_level
-from zoo.diffusion.vae import to_model_range
+from zoo.diffusion.vae import psnr, to_model_range
 from zoo.evaluation import load_for_eval
 from zoo.models import trained_dir
 from zoo.plots import save_confusion_matrix
@@ -277,17 +277,17 @@ def shapes(args):
 
 def vaes(args):
     _, _, judge, data_config = load(args.model)
+    models = {directory: load_pretrained(trained_dir(directory)).eval() for directory in args.vaes}
     for split in ("test", "test_heldout"):
         scenes = load_split(data_config, split, zoo_home() / "cache")
         n = min(args.prompts, len(scenes))
         real, attributes = to_model_range(scenes.images[:n]), [scenes.attributes(i) for i in range(n)]
-        for directory in args.vaes:
-            rebuilt = reconstruct(load_pretrained(trained_dir(directory)).eval(), real)
+        for directory, vae in models.items():
+            rebuilt = reconstruct(vae, real)
             right = score(judge, rebuilt, attributes)
-            psnr = 10 * math.log10(4 / ((rebuilt - real) ** 2).mean().item())  # peak-to-peak 2 in [-1, 1]
             print(f"{directory} on {split} ({n}): shape {right['shape'].float().mean():.3f} colour "
-                  f"{right['colour'].float().mean():.3f} joint {right['joint'].float().mean():.3f} PSNR {psnr:.2f} dB",
-                  flush=True)
+                  f"{right['colour'].float().mean():.3f} joint {right['joint'].float().mean():.3f} PSNR "
+                  f"{psnr(rebuilt, real).mean():.2f} dB", flush=True)
 
 
 if __name__ == "__main__":
