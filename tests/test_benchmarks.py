@@ -123,22 +123,23 @@ def test_the_gpu_script_dry_run_works_on_a_cpu(tmp_path):
     assert "dry run, gpt-nano fp32 on the CPU:" in result.stdout and "tokens/s, MFU" in result.stdout
 
 
-def test_muon_on_the_cpu_runs_its_newton_schulz_iterations_in_fp32():
-    """On the CPU, Muon orthogonalises in fp32 (Fp32Muon), not in torch's bf16: one step moves a weight by the
-    learning rate times the Newton-Schulz iterate of its gradient computed in float64, to fp32 precision; torch's
-    bf16 iterate is off by far more, so the check would fail on torch's path."""
+def _newton_schulz_step(bf16_units: bool, monkeypatch):
+    """One MuonWithAdamW step of a tiny GPT's first hidden matrix, on a device with or without bf16 units: (the
+    Muon optimizer built, how far the weight moved per unit of learning rate, the Newton-Schulz iterate of its
+    gradient computed in float64)."""
     import torch
     from torch.optim import _muon
 
     import zoo
     from zoo.registry import split_decay
-    from zoo.train.trainer import Fp32Muon, MuonWithAdamW
+    from zoo.train import trainer
+    from zoo.train.trainer import MuonWithAdamW
 
+    monkeypatch.setattr(trainer, "has_bf16_units", lambda device: bf16_units)
     model = zoo.load("gpt-nano", vocab_size=11, backbone=dict(n_layers=1, n_heads=2, dim=16, max_seq_len=8))
     named = list(model.named_parameters())
     optimizer, _ = MuonWithAdamW.build(split_decay(named, 0.0), [1.0, 1.0], named, model, lr=1e-2, betas=(0.9, 0.95))
     muon = optimizer.optimizers["muon"]
-    assert isinstance(muon, Fp32Muon)
     weight = muon.param_groups[0]["params"][0]
     assert weight.shape[0] > weight.shape[1]  # a tall matrix: the iteration runs on its transpose
     weight.grad = torch.randn(weight.shape, generator=torch.Generator().manual_seed(0))
@@ -152,9 +153,25 @@ def test_muon_on_the_cpu_runs_its_newton_schulz_iterations_in_fp32():
     before = weight.detach().clone()
     optimizer.step()
     moved = (before - weight.detach()) / _muon._adjust_lr(1e-2, "match_rms_adamw", weight.shape)
+    return muon, moved, reference
+
+
+def test_muon_runs_its_newton_schulz_iterations_in_fp32_where_the_device_has_no_bf16_units(monkeypatch):
+    """Without bf16 units (an AVX2 CPU), Muon orthogonalises in fp32 (Fp32Muon), not in torch's bf16: one step
+    moves a weight by the learning rate times the Newton-Schulz iterate of its gradient computed in float64, to
+    fp32 precision. With them it is torch's own Muon, whose bf16 iterate is off by far more: so each check would
+    fail on the other's path."""
+    import torch
+
+    from zoo.train.trainer import Fp32Muon
+
+    muon, moved, reference = _newton_schulz_step(False, monkeypatch)
+    assert isinstance(muon, Fp32Muon)
     assert (moved - reference).abs().max() < 1e-5, (moved - reference).abs().max()
-    torch_bf16 = _muon._zeropower_via_newtonschulz(weight.grad, (a, b, c), muon.param_groups[0]["ns_steps"], 1e-7)
-    assert (torch_bf16.float() - reference).abs().max() > 1e-3
+
+    muon, moved, reference = _newton_schulz_step(True, monkeypatch)
+    assert type(muon) is torch.optim.Muon
+    assert (moved - reference).abs().max() > 1e-3, (moved - reference).abs().max()
 
 
 def test_muon_takes_the_hidden_matrices_adamw_the_rest_and_its_state_round_trips(tmp_path):

@@ -40,7 +40,7 @@ from zoo.train.distributed import (
 )
 from zoo.train.lora import apply_lora, count_parameters, merge_lora, parse_lora, save_adapter
 from zoo.train.metrics import RunLog, measure_flops, peak_flops, plot_losses
-from zoo.train.strategy import STRATEGIES, describe_precision, make_strategy
+from zoo.train.strategy import STRATEGIES, describe_precision, has_bf16_units, make_strategy
 from zoo.utils import git_state, model_device
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -251,10 +251,10 @@ def newton_schulz_fp32(grad: torch.Tensor, ns_coefficients: tuple[float, float, 
 
 
 class Fp32Muon(torch.optim.Muon):
-    """torch.optim.Muon with its Newton-Schulz iterations in fp32 (newton_schulz_fp32), for parameters on the CPU.
-    torch runs them in bf16, which suits a GPU; a CPU without bf16 units multiplies bf16 matrices many times slower
-    than fp32 ones (README: the race on an AVX2 CPU). The momentum, Nesterov update, weight decay and learning rate
-    adjustment stay torch's own."""
+    """torch.optim.Muon with its Newton-Schulz iterations in fp32 (newton_schulz_fp32), for a device without bf16
+    units. torch runs them in bf16, as the reference implementation does (Jordan et al., 2024), which suits a device
+    that has them; one without them multiplies bf16 matrices many times slower than fp32 ones (README: the race on
+    an AVX2 CPU). The momentum, Nesterov update, weight decay and learning rate adjustment stay torch's own."""
 
     def step(self, closure=None):
         with mock.patch.object(_muon, "_zeropower_via_newtonschulz", newton_schulz_fp32):
@@ -266,8 +266,8 @@ class MuonWithAdamW:
     matrices, AdamW on the rest (embeddings, output heads, gains, biases), as modded-nanogpt's speed-run records
     train. torch.optim.Muon's adjust_lr_fn="match_rms_adamw" (Liu et al., 2025, "Muon is Scalable for LLM
     Training") scales its updates to AdamW's RMS, so both share the learning rate, its schedule and the weight
-    decay. On the CPU the Muon half is Fp32Muon. One optimizer to the trainer: the groups of both, one step, one
-    state dict."""
+    decay. On a device without bf16 units the Muon half is Fp32Muon. One optimizer to the trainer: the groups of
+    both, one step, one state dict."""
 
     def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer):
         self.optimizers = {"muon": muon, "adamw": adamw}
@@ -283,7 +283,7 @@ class MuonWithAdamW:
                 params = [p for p in group["params"] if (id(p) in hidden) == (kind == "muon")]
                 if params:
                     split[kind].append(({**group, "params": params}, scale))
-        muon_class = Fp32Muon if model_device(model).type == "cpu" else torch.optim.Muon
+        muon_class = torch.optim.Muon if has_bf16_units(model_device(model)) else Fp32Muon
         muon = muon_class([g for g, _ in split["muon"]], lr=lr, adjust_lr_fn="match_rms_adamw")
         adamw = torch.optim.AdamW([g for g, _ in split["adamw"]], lr=lr, betas=betas, fused=True)
         return cls(muon, adamw), [scale for kind in split for _, scale in split[kind]]
