@@ -281,9 +281,8 @@ def dit_shapes() -> DiTConfig:
     2024) and AdamW on the rest, under bf16 autocast where the machine has bf16 units (precision auto: fp32 where
     it has none): both chosen by measured accuracy per minute (README). Batch 256 for 3,000 steps rather than 64 for
     7,000: on a CPU most of a batch-64 step is cost that does not grow with the batch (the optimizer's Newton-Schulz
-    iterations are most of it), so four times the batch buys about twice the samples a second;
-    the lr is scaled by sqrt(4), the square-root rule for adaptive optimisers (Malladi et al., 2022; README
-    "Diffusion")."""
+    iterations are most of it), so four times the batch buys about twice the samples a second; the lr is scaled by
+    sqrt(4), the square-root rule for adaptive optimisers (Malladi et al., 2022; README "Diffusion")."""
     return DiTConfig(latent_size=16, patch_size=4)
 
 
