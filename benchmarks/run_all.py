@@ -36,6 +36,7 @@ BENCHMARKS = {
     "speech": ("speech.py", [], ["--quick"], True),
     "diffusion": ("diffusion.py", [], ["--quick"], True),
     "trainer": ("trainer.py", [], ["--quick"], False),
+    "muon": ("muon.py", [], ["--quick"], True),
 }
 
 

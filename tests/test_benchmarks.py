@@ -71,6 +71,23 @@ def test_attention_quick_json_has_the_documented_cases(tmp_path):
     assert cases[0]["ratio"] == pytest.approx(cases[0]["peer"] / cases[0]["zoo"])
 
 
+def test_muon_quick_json_times_zoos_newton_schulz_choice_against_the_other(tmp_path):
+    """benchmarks/muon.py: zoo's figure is the Newton-Schulz precision MuonWithAdamW picks on this machine (bf16
+    where the CPU has bf16 units), the peer the other one, both over the same dit-shapes matrices."""
+    import torch
+
+    from zoo.train.strategy import has_bf16_units
+
+    out = tmp_path / "muon.json"
+    printed = run_script(str(BENCHMARKS / "muon.py"), "--quick", "--threads", "1", "--json", str(out)).stdout
+    (case,) = json.loads(out.read_text())
+    assert CASE_KEYS <= set(case) and case["zoo"] > 0 and case["peer"] > 0
+    assert case["ratio"] == pytest.approx(case["peer"] / case["zoo"])
+    chosen, other = ("bf16", "fp32") if has_bf16_units(torch.device("cpu")) else ("fp32", "bf16")
+    assert f"Newton-Schulz in {chosen} (zoo's choice" in case["case"] and f"peer: {other})" in case["case"]
+    assert "61 hidden matrices" in printed  # the denoiser's matrices Muon takes, as in training
+
+
 def test_nanogpt_step_quick_json_is_one_line_with_the_documented_keys():
     lines = run_script(str(BENCHMARKS / "nanogpt_baby.py"), "--quick", "--threads", "1", "--json").stdout
     result = json.loads(lines.strip().splitlines()[-1])
