@@ -5,6 +5,7 @@ and `zoo reproduce` retrains it from its manifest's command."""
 import datetime
 import hashlib
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from zoo.shipped import (
     slow_precision,
     verify,
 )
-from zoo.train import train
+from zoo.train import checkpointing, train
 from zoo.utils import git_state
 
 NAME = "alexnet-mini"
@@ -335,6 +336,25 @@ def test_reproduce_set_overrides_the_recorded_command(weights, tmp_path, monkeyp
     assert main(["reproduce", NAME, "--out", str(tmp_path / "bad"), "--set", "lr=3"]) == 2
     assert "--set 'lr=3': expected section.field=value" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_reproduction_stopped_before_its_export_names_the_resume_command(weights, tmp_path, monkeypatch, capsys):
+    """The trainer answers a SIGTERM with a checkpoint and exit status 0, exporting nothing: reproduce says so
+    rather than evaluating a directory without a model."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZOO_FAMILIES", raising=False)
+    manifest_path = weights / NAME / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    stopped = ("import pathlib, sys; out = pathlib.Path(sys.argv[sys.argv.index('--out') + 1]); "
+               "step = out / 'checkpoints' / 'step_00000001'; step.mkdir(parents=True); "
+               f"(step / {checkpointing.MARKER!r}).touch()")  # a complete checkpoint, as the trainer leaves one
+    manifest_path.write_text(json.dumps({**manifest, "command": shlex.join(["python", "-c", stopped])}))
+    out = tmp_path / "again"
+    assert main(["reproduce", NAME, "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert f"stopped before it exported a model into {out} (its latest checkpoint: step_00000001)" in error
+    assert f"`zoo reproduce {NAME} --out {out} --resume` continues it" in error
+    assert not (out / "reproduce.json").exists()
 
 
 def test_reproduce_knows_when_it_would_train_in_bf16_without_bf16_units(weights, monkeypatch):

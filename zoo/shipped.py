@@ -356,6 +356,11 @@ def reproduce(name: str, out: str | Path | None = None, sets: list[str] = (), re
     wall_time_s = time.perf_counter() - start
     if status != 0:
         raise InputError(f"the training command exited with status {status}: {shlex.join(argv)}")
+    if not (out / "config.json").is_file():  # a SIGTERM stops the trainer at a checkpoint, exit 0, nothing exported
+        latest = latest_checkpoint(out) if out.is_dir() else None
+        raise InputError(f"the training command stopped before it exported a model into {out}"
+                         + (f" (its latest checkpoint: {latest.name})" if latest is not None else "")
+                         + f"; `zoo reproduce {name} --out {out} --resume` continues it")
     reproduced = _measured(out, out_dir=out)
     shipped = manifest["metrics"]
     names = [*shipped, *(key for key in reproduced if key not in shipped)]
