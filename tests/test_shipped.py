@@ -17,10 +17,11 @@ from safetensors.torch import load_file, save_file
 import zoo
 from zoo.checkpoint import load_pretrained
 from zoo.cli import main
-from zoo.demo import retrain_all
+from zoo.demo import TARGETS, metrics_section, retrain_all
 from zoo.evaluation import evaluate_directory
 from zoo.models import trained_dir
 from zoo.registry import get_model_entry
+from zoo.report import Report
 from zoo.shipped import (
     ShippedWeightsError,
     cast_weights,
@@ -380,6 +381,31 @@ def test_demo_train_retrains_every_shipped_model_in_fp32_where_recorded_bf16_has
     assert report["metrics"]["val_loss"]["reproduced"] == pytest.approx(report["metrics"]["val_loss"]["shipped"],
                                                                          abs=0.05)
     assert f"{NAME} was trained in bf16, and this machine has no bf16 units" in capsys.readouterr().out
+
+
+def test_demo_train_reports_each_retrained_figure_beside_the_shipped_one(weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZOO_FAMILIES", raising=False)
+    target = next(t for t in TARGETS if t.model == NAME and t.metric == "top1")
+    shipped_only = Report()
+    metrics_section(shipped_only, {NAME: weights / NAME})  # `zoo demo`: the shipped figures, no comparison
+    assert ">shipped</th>" not in shipped_only.html() and "on the shipped weights themselves" in shipped_only.html()
+
+    manifest_path = weights / NAME / "manifest.json"  # a shipped figure the 2-step retraining cannot equal
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "metrics": {**manifest["metrics"], "top1": 0.5}}))
+    directories = retrain_all(tmp_path / "train")
+    capsys.readouterr()
+    retrained = Report()
+    metrics_section(retrained, directories)
+    top1 = json.loads((directories[NAME] / "reproduce.json").read_text())["metrics"]["top1"]
+    assert top1["shipped"] == 0.5 and top1["reproduced"] < 0.5
+    html = retrained.html()
+    assert '<th class="num">shipped</th>' in html and "<code>zoo demo --train</code> retrained" in html
+    row = html[html.index(target.label):].split("</tr>")[0]
+    assert target.show(top1["reproduced"]) in row and target.show(top1["shipped"]) in row
+    assert f"{NAME}, {target.label}: retrained {target.show(top1['reproduced'])}, shipped " \
+           f"{target.show(top1['shipped'])}" in capsys.readouterr().out
 
 
 def test_demo_train_run_again_keeps_finished_models_and_resumes_an_interrupted_one(weights, tmp_path, monkeypatch,

@@ -112,10 +112,13 @@ class Report:
         return self._add(_table(header, rows, numeric, caption))
 
     def metrics_table(self, rows: list[dict], caption: str | None = None) -> "Report":
-        """Targets against measurements; "met" (True / False / None) becomes a pass / fail / n/a badge."""
+        """Targets against measurements; "met" (True / False / None) becomes a pass / fail / n/a badge. A
+        "shipped" entry in any row (a retrained model's figure beside the shipped weights') adds that column."""
         columns = ("family", "model", "metric", "target", "measured")
+        columns += ("shipped",) if any("shipped" in row for row in rows) else ()
         cells = [[row.get(c, "") for c in columns] + [_Raw(_badge(row.get("met")))] for row in rows]
-        return self._add(_table([*columns, "met"], cells, [False, False, False, True, True, False], caption))
+        numeric = [False, False, False] + [True] * (len(columns) - 3) + [False]
+        return self._add(_table([*columns, "met"], cells, numeric, caption))
 
     # ---- pictures
 
