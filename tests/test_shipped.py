@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 import zoo
 from zoo.checkpoint import load_pretrained
 from zoo.cli import main
-from zoo.demo import TARGETS, metrics_section, retrain_all
+from zoo.demo import TARGETS, _time_left, metrics_section, retrain_all
 from zoo.evaluation import evaluate_directory
 from zoo.models import trained_dir
 from zoo.registry import get_model_entry
@@ -380,7 +380,17 @@ def test_demo_train_retrains_every_shipped_model_in_fp32_where_recorded_bf16_has
     assert report["command"].endswith("--set train.precision=auto --overwrite")
     assert report["metrics"]["val_loss"]["reproduced"] == pytest.approx(report["metrics"]["val_loss"]["shipped"],
                                                                          abs=0.05)
-    assert f"{NAME} was trained in bf16, and this machine has no bf16 units" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{NAME} was trained in bf16, and this machine has no bf16 units" in out
+    assert f"{NAME} retrained in {report['wall_time_s'] / 60:.0f} min (its manifest: " in out
+
+
+def test_demo_train_eta_scales_the_manifests_wall_times_by_this_machines_pace_so_far():
+    assert _time_left(1800, []) == "all runs left take about 30 min by their manifests' wall times"
+    # two runs retrained here: 300 s and 100 s where the manifests record 100 s each, so twice their wall time
+    assert _time_left(1800, [(300, 100), (100, 100)]) == (
+        "all runs left take about 30 min by their manifests' wall times; about 60 min at this machine's pace so "
+        "far (2.00x theirs)")
 
 
 def test_demo_train_reports_each_retrained_figure_beside_the_shipped_one(weights, tmp_path, monkeypatch, capsys):

@@ -157,6 +157,7 @@ def retrain_all(root: Path) -> dict[str, Path]:
     and commit, and the added settings), and a run started for other weights starts over."""
     names = shipped_names()
     remaining = sum(read_manifest(name).get("wall_time_s", 0.0) for name in names)
+    pace = []  # (this machine's wall time, the manifest's) of each run retrained here from its start
     ledger_path = root / "retraining.json"
     started = json.loads(ledger_path.read_text()) if ledger_path.is_file() else {}
     directories = {}
@@ -168,8 +169,7 @@ def retrain_all(root: Path) -> dict[str, Path]:
         if started.get(name) == purpose and report_path.is_file():
             print(f"\n[{i}/{len(names)}] {name} was retrained already ({report_path}); kept", flush=True)
         else:
-            print(f"\n[{i}/{len(names)}] retraining {name}; all runs left take about {remaining / 60:.0f} min",
-                  flush=True)
+            print(f"\n[{i}/{len(names)}] retraining {name}; {_time_left(remaining, pace)}", flush=True)
             if sets:
                 print(f"{name} was trained in bf16, and this machine has no bf16 units: --set train.precision=auto "
                       f"(fp32 here)", flush=True)
@@ -178,10 +178,24 @@ def retrain_all(root: Path) -> dict[str, Path]:
             root.mkdir(parents=True, exist_ok=True)
             ledger_path.write_text(json.dumps(started, indent=2) + "\n")
             report_path.unlink(missing_ok=True)  # another weights' report would pass for this run's if it is cut short
-            reproduce(name, root / name, sets, resume=resume)
+            report = reproduce(name, root / name, sets, resume=resume)
+            if report["resumed_from"] is None and report["shipped_wall_time_s"]:
+                pace.append((report["wall_time_s"], report["shipped_wall_time_s"]))
+                print(f"{name} retrained in {report['wall_time_s'] / 60:.0f} min (its manifest: "
+                      f"{report['shipped_wall_time_s'] / 60:.0f} min)", flush=True)
         directories[name] = root / name
         remaining -= manifest.get("wall_time_s", 0.0)
     return directories
+
+
+def _time_left(recorded_s: float, pace: list[tuple[float, float]]) -> str:
+    """The ETA of the runs left: their manifests' wall times, scaled by how much slower (or faster) this machine
+    has run the runs retrained so far than the manifests' machines did."""
+    eta = f"all runs left take about {recorded_s / 60:.0f} min by their manifests' wall times"
+    if not pace:
+        return eta
+    ratio = sum(here for here, _ in pace) / sum(recorded for _, recorded in pace)
+    return f"{eta}; about {ratio * recorded_s / 60:.0f} min at this machine's pace so far ({ratio:.2f}x theirs)"
 
 
 def _metrics(directory: Path, which: str = "reproduced") -> dict:
