@@ -198,13 +198,14 @@ def _time_left(recorded_s: float, pace: list[tuple[float, float]]) -> str:
     return f"{eta}; about {ratio * recorded_s / 60:.0f} min at this machine's pace so far ({ratio:.2f}x theirs)"
 
 
-def _metrics(directory: Path, which: str = "reproduced") -> dict:
-    """The model's figures: a --train run's reproduced ones (or, which="shipped", the shipped weights' they are
-    compared with), else the shipped manifest's."""
+def _figures(directory: Path) -> tuple[dict, dict | None]:
+    """The model's figures, and the shipped weights' they are compared with where DIR is a --train run (its
+    reproduce.json holds both); else the shipped manifest's figures and None."""
     manifest, fresh = directory / "manifest.json", directory / REPORT_FILE
     if fresh.is_file():
-        return {k: v[which] for k, v in json.loads(fresh.read_text())["metrics"].items()}
-    return json.loads(manifest.read_text())["metrics"] if manifest.is_file() else {}
+        metrics = json.loads(fresh.read_text())["metrics"]
+        return {k: v["reproduced"] for k, v in metrics.items()}, {k: v["shipped"] for k, v in metrics.items()}
+    return (json.loads(manifest.read_text())["metrics"] if manifest.is_file() else {}), None
 
 
 def _curve(directory: Path) -> dict:
@@ -222,30 +223,30 @@ def _curve(directory: Path) -> dict:
 
 def metrics_section(report: Report, directories: dict[str, Path]):
     report.section("Targets and measured figures")
+    figures = {name: _figures(directory) for name, directory in directories.items()}
     rows = []
     for target in TARGETS:
         if target.model not in directories:
             rows.append({"family": FAMILIES[target.model], "model": target.model, "metric": target.label,
                          "target": target.target(), "measured": "not shipped", "met": None})
             continue
-        directory = directories[target.model]
-        value = _metrics(directory).get(target.metric)
+        measured, shipped = figures[target.model]
+        value = measured.get(target.metric)
         row = {"family": FAMILIES[target.model], "model": target.model, "metric": target.label,
                "target": target.target(), "measured": target.show(value), "met": target.met(value)}
-        if (directory / REPORT_FILE).is_file():  # zoo demo --train: the retrained model beside the shipped one
-            row["shipped"] = target.show(_metrics(directory, "shipped").get(target.metric))
+        if shipped is not None:  # zoo demo --train: the retrained model beside the shipped one
+            row["shipped"] = target.show(shipped.get(target.metric))
             print(f"{target.model}, {target.label}: retrained {row['measured']}, shipped {row['shipped']}")
         rows.append(row)
     report.metrics_table(rows)
     if any("shipped" in row for row in rows):
-        report.text("Measured by each family's full evaluation on held-out data (`zoo eval DIR --json`), on the "
-                    "models `zoo demo --train` retrained with their manifests' commands (zoo/weights/NAME/"
-                    "manifest.json; each run's comparison in its reproduce.json); \"shipped\" is the figure of "
-                    "the shipped weights it is compared with.")
+        measured_on = ("the models `zoo demo --train` retrained with their manifests' commands (zoo/weights/NAME/"
+                       "manifest.json; each run's comparison in its reproduce.json); \"shipped\" is the figure of "
+                       "the shipped weights it is compared with.")
     else:
-        report.text("Measured by each family's full evaluation on held-out data (`zoo eval DIR --json`), on the "
-                    "shipped weights themselves; the manifests (zoo/weights/NAME/manifest.json) record the "
-                    "command, commit and wall time of every model.")
+        measured_on = ("the shipped weights themselves; the manifests (zoo/weights/NAME/manifest.json) record the "
+                       "command, commit and wall time of every model.")
+    report.text(f"Measured by each family's full evaluation on held-out data (`zoo eval DIR --json`), on {measured_on}")
     met = sum(row["met"] is True for row in rows)
     print(f"targets: {met} of {sum(row['met'] is not None for row in rows)} met")
 
@@ -372,7 +373,7 @@ def vision_section(report: Report, directories: dict[str, Path], out: Path) -> d
         seconds = time.perf_counter() - began
         results[name] = metrics["top1"]
         rows.append([name, f"{model.num_params():,}", f"{metrics['top1']:.1%}",
-                     f"{_metrics(directories[name]).get('top1', float('nan')):.1%}", f"{DRAWINGS / seconds:,.0f}"])
+                     f"{_figures(directories[name])[0].get('top1', float('nan')):.1%}", f"{DRAWINGS / seconds:,.0f}"])
         report.image(out / name / "confusion_matrix.png", caption=f"{name}: confusion matrix on {DRAWINGS} new "
                                                                   f"drawings", width=420)
         print(f"  {name}: {metrics['top1']:.1%} of {DRAWINGS} new drawings")
