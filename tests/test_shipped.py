@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 import zoo
 from zoo.checkpoint import load_pretrained
 from zoo.cli import main
-from zoo.demo import TARGETS, _time_left, metrics_section, retrain_all
+from zoo.demo import TARGETS, _paced, _time_left, metrics_section, retrain_all
 from zoo.evaluation import evaluate_directory
 from zoo.models import trained_dir
 from zoo.registry import get_model_entry
@@ -27,6 +27,7 @@ from zoo.shipped import (
     cast_weights,
     load_shipped,
     loss_curve,
+    machine,
     read_manifest,
     reproduce_argv,
     ship,
@@ -393,6 +394,14 @@ def test_demo_train_eta_scales_the_manifests_wall_times_by_this_machines_pace_so
         "far (2.00x theirs)")
 
 
+def test_demo_train_eta_takes_this_machines_pace_only_from_runs_made_here_from_their_start():
+    here = {"resumed_from": None, "shipped_wall_time_s": 100.0, "wall_time_s": 300.0, "machine": machine()}
+    assert _paced(here)
+    assert not _paced({**here, "resumed_from": "step_00000101"})  # its wall time is its last stretch's only
+    assert not _paced({**here, "machine": "Linux, 64 CPUs, NVIDIA H100, torch 2.9.1"})
+    assert not _paced({**here, "shipped_wall_time_s": None})  # a manifest without a wall time to compare with
+
+
 def test_demo_train_reports_each_retrained_figure_beside_the_shipped_one(weights, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ZOO_FAMILIES", raising=False)
@@ -432,7 +441,9 @@ def test_demo_train_run_again_keeps_finished_models_and_resumes_an_interrupted_o
     with monkeypatch.context() as patch:  # a finished reproduction of the weights shipped now is kept
         patch.setattr("zoo.demo.reproduce", lambda *args, **kwargs: pytest.fail("retrained a finished model"))
         assert retrain_all(root) == {NAME: root / NAME}
-    assert f"{NAME} was retrained already" in capsys.readouterr().out
+    kept = capsys.readouterr().out
+    assert f"{NAME} was retrained already" in kept
+    assert f"{NAME} retrained in {first['wall_time_s'] / 60:.0f} min" in kept  # its pace counts for the ETA
 
     report_path.unlink()  # cut short after its last checkpoint, before the report: it continues from there
     retrain_all(root)

@@ -27,7 +27,16 @@ import torch
 from zoo.checkpoint import load_pretrained
 from zoo.errors import InputError, MissingFileError
 from zoo.report import Report
-from zoo.shipped import REPORT_FILE, read_manifest, reproduce, shipped_dir, shipped_names, slow_precision, verify
+from zoo.shipped import (
+    REPORT_FILE,
+    machine,
+    read_manifest,
+    reproduce,
+    shipped_dir,
+    shipped_names,
+    slow_precision,
+    verify,
+)
 
 DEMO_SEED = 2026
 CODE_SAMPLES = 100  # functions sampled for the fresh parse rate (as the evaluation)
@@ -157,7 +166,7 @@ def retrain_all(root: Path) -> dict[str, Path]:
     and commit, and the added settings), and a run started for other weights starts over."""
     names = shipped_names()
     remaining = sum(read_manifest(name).get("wall_time_s", 0.0) for name in names)
-    pace = []  # (this machine's wall time, the manifest's) of each run retrained here from its start
+    pace = []  # (this machine's wall time, the manifest's) of each run retrained here from its start, kept or new
     ledger_path = root / "retraining.json"
     started = json.loads(ledger_path.read_text()) if ledger_path.is_file() else {}
     directories = {}
@@ -168,6 +177,7 @@ def retrain_all(root: Path) -> dict[str, Path]:
         report_path = root / name / REPORT_FILE
         if started.get(name) == purpose and report_path.is_file():
             print(f"\n[{i}/{len(names)}] {name} was retrained already ({report_path}); kept", flush=True)
+            report = json.loads(report_path.read_text())
         else:
             print(f"\n[{i}/{len(names)}] retraining {name}; {_time_left(remaining, pace)}", flush=True)
             if sets:
@@ -179,13 +189,20 @@ def retrain_all(root: Path) -> dict[str, Path]:
             ledger_path.write_text(json.dumps(started, indent=2) + "\n")
             report_path.unlink(missing_ok=True)  # another weights' report would pass for this run's if it is cut short
             report = reproduce(name, root / name, sets, resume=resume)
-            if report["resumed_from"] is None and report["shipped_wall_time_s"]:
-                pace.append((report["wall_time_s"], report["shipped_wall_time_s"]))
-                print(f"{name} retrained in {report['wall_time_s'] / 60:.0f} min (its manifest: "
-                      f"{report['shipped_wall_time_s'] / 60:.0f} min)", flush=True)
+        if _paced(report):  # a kept run counts too: after a restart the ETA knows this machine's pace at once
+            pace.append((report["wall_time_s"], report["shipped_wall_time_s"]))
+            print(f"{name} retrained in {report['wall_time_s'] / 60:.0f} min (its manifest: "
+                  f"{report['shipped_wall_time_s'] / 60:.0f} min)", flush=True)
         directories[name] = root / name
         remaining -= manifest.get("wall_time_s", 0.0)
     return directories
+
+
+def _paced(report: dict) -> bool:
+    """Whether a reproduction's wall time shows this machine's pace: it ran from its start (a resumed run's wall
+    time is its last stretch's) on a machine that machine() describes as this one, beside a recorded wall time."""
+    return (report.get("resumed_from") is None and bool(report.get("shipped_wall_time_s"))
+            and report.get("machine") == machine())
 
 
 def _time_left(recorded_s: float, pace: list[tuple[float, float]]) -> str:
