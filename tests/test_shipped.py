@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 import zoo
 from zoo.checkpoint import load_pretrained
 from zoo.cli import main
-from zoo.demo import TARGETS, _paced, _time_left, metrics_section, retrain_all
+from zoo.demo import TARGETS, _paced, _recorded_time_left, _time_left, metrics_section, retrain_all
 from zoo.evaluation import evaluate_directory
 from zoo.models import trained_dir
 from zoo.registry import get_model_entry
@@ -392,6 +392,21 @@ def test_demo_train_eta_scales_the_manifests_wall_times_by_this_machines_pace_so
     assert _time_left(1800, [(300, 100), (100, 100)]) == (
         "all runs left take about 30 min by their manifests' wall times; about 60 min at this machine's pace so "
         "far (2.00x theirs)")
+
+
+def test_demo_train_eta_counts_only_the_steps_an_interrupted_run_has_left(weights, tmp_path):
+    recorded = read_manifest(NAME)["wall_time_s"]
+    steps = json.loads((weights / NAME / "train_config.json").read_text())["train"]["steps"]
+    run_dir = tmp_path / NAME
+    assert _recorded_time_left(NAME, run_dir, resumed=False) == recorded
+    assert _recorded_time_left(NAME, run_dir, resumed=True) == recorded  # started, no checkpoint yet: all of it
+    checkpoint = run_dir / "checkpoints" / f"step_{steps // 2:08d}"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "COMPLETE").touch()
+    assert _recorded_time_left(NAME, run_dir, resumed=True) == pytest.approx(recorded * (1 - (steps // 2) / steps))
+    assert _recorded_time_left(NAME, run_dir, resumed=False) == recorded  # started for other weights: starts over
+    (run_dir / "reproduce.json").write_text("{}")
+    assert _recorded_time_left(NAME, run_dir, resumed=True) == 0.0  # finished for these weights: kept
 
 
 def test_demo_train_eta_takes_this_machines_pace_only_from_runs_made_here_from_their_start():

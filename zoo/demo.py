@@ -37,6 +37,7 @@ from zoo.shipped import (
     slow_precision,
     verify,
 )
+from zoo.train.checkpointing import latest_checkpoint, step_of
 
 DEMO_SEED = 2026
 CODE_SAMPLES = 100  # functions sampled for the fresh parse rate (as the evaluation)
@@ -165,15 +166,21 @@ def retrain_all(root: Path) -> dict[str, Path]:
     for the weights shipped now: ROOT/retraining.json names what each run was started for (the manifest's command
     and commit, and the added settings), and a run started for other weights starts over."""
     names = shipped_names()
-    remaining = sum(read_manifest(name).get("wall_time_s", 0.0) for name in names)
     pace = []  # (this machine's wall time, the manifest's) of each run retrained here from its start, kept or new
     ledger_path = root / "retraining.json"
     started = json.loads(ledger_path.read_text()) if ledger_path.is_file() else {}
+    purposes = {}
+    for name in names:
+        manifest = read_manifest(name)
+        purposes[name] = {"shipped_command": manifest["command"], "shipped_commit": manifest.get("commit"),
+                          "sets": ["train.precision=auto"] if slow_precision(name, []) else []}
+    # the manifests' wall times of the runs not finished yet, less the steps an interrupted run has done already
+    left = {name: _recorded_time_left(name, root / name, resumed=started.get(name) == purposes[name])
+            for name in names}
+    remaining = sum(left.values())
     directories = {}
     for i, name in enumerate(names, 1):
-        sets = ["train.precision=auto"] if slow_precision(name, []) else []
-        manifest = read_manifest(name)
-        purpose = {"shipped_command": manifest["command"], "shipped_commit": manifest.get("commit"), "sets": sets}
+        purpose, sets = purposes[name], purposes[name]["sets"]
         report_path = root / name / REPORT_FILE
         if started.get(name) == purpose and report_path.is_file():
             print(f"\n[{i}/{len(names)}] {name} was retrained already ({report_path}); kept", flush=True)
@@ -194,8 +201,21 @@ def retrain_all(root: Path) -> dict[str, Path]:
             print(f"{name} retrained in {report['wall_time_s'] / 60:.0f} min (its manifest: "
                   f"{report['shipped_wall_time_s'] / 60:.0f} min)", flush=True)
         directories[name] = root / name
-        remaining -= manifest.get("wall_time_s", 0.0)
+        remaining -= left[name]
     return directories
+
+
+def _recorded_time_left(name: str, run_dir: Path, resumed: bool) -> float:
+    """The manifest's wall time of NAME's run still to go in RUN_DIR: none when a run for these weights finished
+    there, the share of the recorded steps not done yet when one was cut short (it resumes), else all of it."""
+    recorded = read_manifest(name).get("wall_time_s", 0.0)
+    if not resumed:
+        return recorded
+    if (run_dir / REPORT_FILE).is_file():
+        return 0.0
+    latest = latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    steps = json.loads((shipped_dir(name) / "train_config.json").read_text())["train"]["steps"]
+    return recorded if latest is None else recorded * max(0.0, 1.0 - step_of(latest) / steps)
 
 
 def _paced(report: dict) -> bool:
