@@ -37,7 +37,6 @@ from zoo.shipped import (
     slow_precision,
     verify,
 )
-from zoo.train.checkpointing import latest_checkpoint, step_of
 
 DEMO_SEED = 2026
 CODE_SAMPLES = 100  # functions sampled for the fresh parse rate (as the evaluation)
@@ -208,6 +207,8 @@ def retrain_all(root: Path) -> dict[str, Path]:
 def _recorded_time_left(name: str, run_dir: Path, resumed: bool) -> float:
     """The manifest's wall time of NAME's run still to go in RUN_DIR: none when a run for these weights finished
     there, the share of the recorded steps not done yet when one was cut short (it resumes), else all of it."""
+    from zoo.train.checkpointing import latest_checkpoint, step_of
+
     recorded = read_manifest(name).get("wall_time_s", 0.0)
     if not resumed:
         return recorded
