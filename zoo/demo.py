@@ -168,20 +168,21 @@ def retrain_all(root: Path) -> dict[str, Path]:
     pace = []  # (this machine's wall time, the manifest's) of each run retrained here from its start, kept or new
     ledger_path = root / "retraining.json"
     started = json.loads(ledger_path.read_text()) if ledger_path.is_file() else {}
-    purposes = {}
+    purposes, kept, left = {}, {}, {}
     for name in names:
         manifest = read_manifest(name)
         purposes[name] = {"shipped_command": manifest["command"], "shipped_commit": manifest.get("commit"),
                           "sets": ["train.precision=auto"] if slow_precision(name, []) else []}
-    # the manifests' wall times of the runs not finished yet, less the steps an interrupted run has done already
-    left = {name: _recorded_time_left(name, root / name, resumed=started.get(name) == purposes[name])
-            for name in names}
+        ours = started.get(name) == purposes[name]  # a run in ROOT/NAME was started for the weights shipped now
+        kept[name] = ours and (root / name / REPORT_FILE).is_file()
+        # the manifest's wall time of each run not finished yet, less the steps an interrupted one has done already
+        left[name] = 0.0 if kept[name] else _recorded_time_left(name, manifest, root / name, resumed=ours)
     remaining = sum(left.values())
     directories = {}
     for i, name in enumerate(names, 1):
         purpose, sets = purposes[name], purposes[name]["sets"]
         report_path = root / name / REPORT_FILE
-        if started.get(name) == purpose and report_path.is_file():
+        if kept[name]:
             print(f"\n[{i}/{len(names)}] {name} was retrained already ({report_path}); kept", flush=True)
             report = json.loads(report_path.read_text())
         else:
@@ -204,19 +205,17 @@ def retrain_all(root: Path) -> dict[str, Path]:
     return directories
 
 
-def _recorded_time_left(name: str, run_dir: Path, resumed: bool) -> float:
-    """The manifest's wall time of NAME's run still to go in RUN_DIR: none when a run for these weights finished
-    there, the share of the recorded steps not done yet when one was cut short (it resumes), else all of it."""
+def _recorded_time_left(name: str, manifest: dict, run_dir: Path, resumed: bool) -> float:
+    """The manifest's wall time of NAME's unfinished run in RUN_DIR still to go: the share of the recorded steps not
+    done yet when a run for these weights was cut short there (it resumes), else all of it."""
     from zoo.train.checkpointing import latest_checkpoint, step_of
 
-    recorded = read_manifest(name).get("wall_time_s", 0.0)
-    if not resumed:
+    recorded = manifest.get("wall_time_s", 0.0)
+    latest = latest_checkpoint(run_dir) if resumed and run_dir.is_dir() else None
+    if latest is None:
         return recorded
-    if (run_dir / REPORT_FILE).is_file():
-        return 0.0
-    latest = latest_checkpoint(run_dir) if run_dir.is_dir() else None
     steps = json.loads((shipped_dir(name) / "train_config.json").read_text())["train"]["steps"]
-    return recorded if latest is None else recorded * max(0.0, 1.0 - step_of(latest) / steps)
+    return recorded * max(0.0, 1.0 - step_of(latest) / steps)
 
 
 def _paced(report: dict) -> bool:
