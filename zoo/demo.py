@@ -168,15 +168,15 @@ def retrain_all(root: Path) -> dict[str, Path]:
     pace = []  # (this machine's wall time, the manifest's) of each run retrained here from its start, kept or new
     ledger_path = root / "retraining.json"
     started = json.loads(ledger_path.read_text()) if ledger_path.is_file() else {}
-    purposes, kept, left = {}, {}, {}
+    purposes, ours, kept, left = {}, {}, {}, {}
     for name in names:
         manifest = read_manifest(name)
         purposes[name] = {"shipped_command": manifest["command"], "shipped_commit": manifest.get("commit"),
                           "sets": ["train.precision=auto"] if slow_precision(name, []) else []}
-        ours = started.get(name) == purposes[name]  # a run in ROOT/NAME was started for the weights shipped now
-        kept[name] = ours and (root / name / REPORT_FILE).is_file()
+        ours[name] = started.get(name) == purposes[name]  # a run in ROOT/NAME was started for the weights shipped now
+        kept[name] = ours[name] and (root / name / REPORT_FILE).is_file()
         # the manifest's wall time of each run not finished yet, less the steps an interrupted one has done already
-        left[name] = 0.0 if kept[name] else _recorded_time_left(name, manifest, root / name, resumed=ours)
+        left[name] = 0.0 if kept[name] else _recorded_time_left(name, manifest, root / name, resumed=ours[name])
     remaining = sum(left.values())
     directories = {}
     for i, name in enumerate(names, 1):
@@ -190,12 +190,11 @@ def retrain_all(root: Path) -> dict[str, Path]:
             if sets:
                 print(f"{name} was trained in bf16, and this machine has no bf16 units: --set train.precision=auto "
                       f"(fp32 here)", flush=True)
-            resume = started.get(name) == purpose
             started[name] = purpose
             root.mkdir(parents=True, exist_ok=True)
             ledger_path.write_text(json.dumps(started, indent=2) + "\n")
             report_path.unlink(missing_ok=True)  # another weights' report would pass for this run's if it is cut short
-            report = reproduce(name, root / name, sets, resume=resume)
+            report = reproduce(name, root / name, sets, resume=ours[name])
         if _paced(report):  # a kept run counts too: after a restart the ETA knows this machine's pace at once
             pace.append((report["wall_time_s"], report["shipped_wall_time_s"]))
             print(f"{name} retrained in {report['wall_time_s'] / 60:.0f} min (its manifest: "
