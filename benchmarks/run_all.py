@@ -81,22 +81,10 @@ def version(package: str) -> str:
 
 
 def machine() -> dict:
-    import torch
+    from zoo.train.strategy import describe_cpu
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = set()
-    if cpuinfo.is_file():
-        lines = cpuinfo.read_text().splitlines()
-        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-        flags = {flag for line in lines if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
-    # the vector width ATen dispatches to, and whether bf16 has matmul units: machines of one name differ in both,
-    # and bf16 runs many times slower without them (README, Benchmarks), so figures from such machines differ
-    bf16_units = sorted(flags & {"avx512_bf16", "amx_bf16"}) or ["none"]
-    cpu = f"{cpu} ({torch.backends.cpu.get_cpu_capability()}, bf16 units: {', '.join(bf16_units)})"
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory / 2**30,
+    return {"cpu": describe_cpu(), "cores": os.cpu_count(), "memory_gib": memory / 2**30,
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             **{package: version(package) for package in ("torch", "transformers", "diffusers", "torchvision")}}
 

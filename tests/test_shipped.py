@@ -36,6 +36,7 @@ from zoo.shipped import (
     verify,
 )
 from zoo.train import checkpointing, train
+from zoo.train.strategy import describe_cpu
 from zoo.utils import git_state
 
 NAME = "alexnet-mini"
@@ -131,6 +132,7 @@ def test_ship_hashes_every_file_stores_fp16_and_records_metrics_curve_and_proven
     assert (manifest["commit"], manifest["dirty"], manifest["wall_time_s"]) == (run["commit"], run["dirty"], 12.5)
     assert datetime.datetime.fromisoformat(manifest["trained_at"]).utcoffset() == datetime.timedelta(0)
     assert "CPUs" in manifest["machine"] and torch.__version__ in manifest["machine"]
+    assert describe_cpu() in manifest["machine"] and "bf16 units: " in manifest["machine"]
 
     # the metrics are a fresh `zoo eval` of the shipped (fp16) files, not the run's fp32 metrics.json
     assert manifest["metrics"] == evaluate_directory(directory)
@@ -386,12 +388,16 @@ def test_demo_train_retrains_every_shipped_model_in_fp32_where_recorded_bf16_has
     assert f"{NAME} retrained in {report['wall_time_s'] / 60:.0f} min (its manifest: " in out
 
 
-def test_demo_train_eta_scales_the_manifests_wall_times_by_this_machines_pace_so_far():
-    assert _time_left(1800, []) == "all runs left take about 30 min by their manifests' wall times"
-    # two runs retrained here: 300 s and 100 s where the manifests record 100 s each, so twice their wall time
-    assert _time_left(1800, [(300, 100), (100, 100)]) == (
-        "all runs left take about 30 min by their manifests' wall times; about 60 min at this machine's pace so "
-        "far (2.00x theirs)")
+def test_demo_train_eta_scales_each_runs_wall_time_by_the_pace_on_its_manifests_machine():
+    runs_left = [(1200, "machine A"), (600, "machine B")]  # (manifest's wall time still to go, its machine)
+    assert _time_left(runs_left, {}) == "all runs left take about 30 min by their manifests' wall times"
+    # two runs recorded on A retrained here in 300 s and 100 s where their manifests record 100 s each: twice A's
+    # wall times; the run recorded on B keeps its manifest's time (B may have bf16 units that A lacks)
+    assert _time_left(runs_left, {"machine A": [(300, 100), (100, 100)]}) == (
+        "all runs left take about 30 min by their manifests' wall times; about 50 min at this machine's pace so far "
+        "(1 of 2 scaled by the runs retrained here whose manifests name the same machine)")
+    assert _time_left(runs_left[1:], {"machine A": [(300, 100)]}) == (
+        "all runs left take about 10 min by their manifests' wall times")
 
 
 def test_demo_train_eta_counts_only_the_steps_an_interrupted_run_has_left(weights, tmp_path):

@@ -165,19 +165,19 @@ def retrain_all(root: Path) -> dict[str, Path]:
     for the weights shipped now: ROOT/retraining.json names what each run was started for (the manifest's command
     and commit, and the added settings), and a run started for other weights starts over."""
     names = shipped_names()
-    pace = []  # (this machine's wall time, the manifest's) of each run retrained here from its start, kept or new
+    pace = {}  # manifest's machine -> (this machine's wall time, the manifest's) of runs retrained here from the start
     ledger_path = root / "retraining.json"
     started = json.loads(ledger_path.read_text()) if ledger_path.is_file() else {}
-    purposes, ours, kept, left = {}, {}, {}, {}
+    purposes, ours, kept, left, recorded_on = {}, {}, {}, {}, {}
     for name in names:
         manifest = read_manifest(name)
+        recorded_on[name] = manifest.get("machine")
         purposes[name] = {"shipped_command": manifest["command"], "shipped_commit": manifest.get("commit"),
                           "sets": ["train.precision=auto"] if slow_precision(name, []) else []}
         ours[name] = started.get(name) == purposes[name]  # a run in ROOT/NAME was started for the weights shipped now
         kept[name] = ours[name] and (root / name / REPORT_FILE).is_file()
         # the manifest's wall time of each run not finished yet, less the steps an interrupted one has done already
         left[name] = 0.0 if kept[name] else _recorded_time_left(name, manifest, root / name, resumed=ours[name])
-    remaining = sum(left.values())
     directories = {}
     for i, name in enumerate(names, 1):
         purpose, sets = purposes[name], purposes[name]["sets"]
@@ -186,7 +186,8 @@ def retrain_all(root: Path) -> dict[str, Path]:
             print(f"\n[{i}/{len(names)}] {name} was retrained already ({report_path}); kept", flush=True)
             report = json.loads(report_path.read_text())
         else:
-            print(f"\n[{i}/{len(names)}] retraining {name}; {_time_left(remaining, pace)}", flush=True)
+            runs_left = [(left[other], recorded_on[other]) for other in names[i - 1:] if left[other]]
+            print(f"\n[{i}/{len(names)}] retraining {name}; {_time_left(runs_left, pace)}", flush=True)
             if sets:
                 print(f"{name} was trained in bf16, and this machine has no bf16 units: --set train.precision=auto "
                       f"(fp32 here)", flush=True)
@@ -196,11 +197,10 @@ def retrain_all(root: Path) -> dict[str, Path]:
             report_path.unlink(missing_ok=True)  # another weights' report would pass for this run's if it is cut short
             report = reproduce(name, root / name, sets, resume=ours[name])
         if _paced(report):  # a kept run counts too: after a restart the ETA knows this machine's pace at once
-            pace.append((report["wall_time_s"], report["shipped_wall_time_s"]))
+            pace.setdefault(recorded_on[name], []).append((report["wall_time_s"], report["shipped_wall_time_s"]))
             print(f"{name} retrained in {report['wall_time_s'] / 60:.0f} min (its manifest: "
                   f"{report['shipped_wall_time_s'] / 60:.0f} min)", flush=True)
         directories[name] = root / name
-        remaining -= left[name]
     return directories
 
 
@@ -224,14 +224,21 @@ def _paced(report: dict) -> bool:
             and report.get("machine") == machine())
 
 
-def _time_left(recorded_s: float, pace: list[tuple[float, float]]) -> str:
-    """The ETA of the runs left: their manifests' wall times, scaled by how much slower (or faster) this machine
-    has run the runs retrained so far than the manifests' machines did."""
+def _time_left(runs_left: list[tuple[float, str | None]], pace: dict[str | None, list[tuple[float, float]]]) -> str:
+    """The ETA of the runs left, each given as (its manifest's wall time still to go, the machine the manifest
+    records): those wall times, each scaled by how much slower (or faster) this machine has retrained the runs
+    recorded on the same machine. A run recorded on a machine no retrained run was keeps its manifest's time: the
+    manifests come from machines that differ several-fold in pace (bf16 units, vector width), so one machine's
+    ratio says nothing about another's."""
+    recorded_s = sum(seconds for seconds, _ in runs_left)
     eta = f"all runs left take about {recorded_s / 60:.0f} min by their manifests' wall times"
-    if not pace:
+    ratios = {on: sum(here for here, _ in runs) / sum(recorded for _, recorded in runs) for on, runs in pace.items()}
+    scaled = [(seconds, ratios[on]) for seconds, on in runs_left if on in ratios]
+    if not scaled:
         return eta
-    ratio = sum(here for here, _ in pace) / sum(recorded for _, recorded in pace)
-    return f"{eta}; about {ratio * recorded_s / 60:.0f} min at this machine's pace so far ({ratio:.2f}x theirs)"
+    estimate = recorded_s + sum(seconds * (ratio - 1) for seconds, ratio in scaled)
+    return (f"{eta}; about {estimate / 60:.0f} min at this machine's pace so far ({len(scaled)} of {len(runs_left)} "
+            f"scaled by the runs retrained here whose manifests name the same machine)")
 
 
 def _figures(directory: Path) -> tuple[dict, dict | None]:

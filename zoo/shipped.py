@@ -274,8 +274,13 @@ def _utc(timestamp: float) -> str:
 
 
 def machine() -> str:
+    """What a wall time was measured on: the CPU by name, vector width and bf16 units, the GPU if any, torch.
+    Not the kernel release, which differs between hosts of one kind (older manifests have it)."""
+    from zoo.train.strategy import describe_cpu
+
     cuda = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{platform.platform(terse=True)}, {os.cpu_count()} CPUs{cuda}, torch {torch.__version__}"
+    return (f"{platform.system()} {platform.machine()}, {describe_cpu()}, {os.cpu_count()} CPUs{cuda}, "
+            f"torch {torch.__version__}")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ The trainer and checkpointing call these methods and never compare strategy name
 """
 
 import contextlib
+import platform
 from pathlib import Path
 
 import torch
@@ -33,6 +34,20 @@ def has_bf16_units(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def describe_cpu() -> str:
+    """The CPU's model name, the vector width ATen dispatches to, and its bf16 matmul units: machines sold under one
+    name differ in both, and bf16 runs many times slower without the units, so timings from such machines differ."""
+    name, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        lines = cpuinfo.read_text().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        name = names[0] if names else name
+        flags = {flag for line in lines if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    units = sorted(flags & {"avx512_bf16", "amx_bf16"}) or ["none"]
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()}, bf16 units: {', '.join(units)})"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
