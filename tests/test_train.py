@@ -173,6 +173,16 @@ def test_bf16_asked_of_a_device_without_bf16_units_is_kept_and_said(tmp_path, co
     assert "precision bf16 (this cpu has no bf16 units" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("units", [False, True])
+def test_the_machine_description_names_bf16_units_as_precision_auto_sees_them(monkeypatch, units):
+    """describe_cpu (in every manifest and benchmark record) says yes or no from has_bf16_units, the answer precision
+    auto acts on, not from x86 cpuinfo flags alone: an Arm CPU with bf16 instructions has no such flag."""
+    from zoo.train.strategy import describe_cpu
+    monkeypatch.setattr("zoo.train.strategy.has_bf16_units", lambda device: units)
+    said = describe_cpu().rsplit("bf16 units: ", 1)[1]
+    assert (said != "none)") == units
+
+
 def test_lora_trains_a_few_parameters_and_merges_exactly(tmp_path, corpus):
     base_dir = tmp_path / "base"
     train("gpt-nano", out=base_dir, data=str(corpus), steps=20, sets=[*TINY[1::2], "model.backbone.dim=256"])

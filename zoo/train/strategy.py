@@ -38,7 +38,9 @@ def has_bf16_units(device: torch.device) -> bool:
 
 def describe_cpu() -> str:
     """The CPU's model name, the vector width ATen dispatches to, and its bf16 matmul units: machines sold under one
-    name differ in both, and bf16 runs many times slower without the units, so timings from such machines differ."""
+    name differ in both, and bf16 runs many times slower without the units, so timings from such machines differ.
+    Whether it has the units is has_bf16_units' answer (what precision auto acts on); /proc/cpuinfo only names the
+    x86 instructions behind a yes, since Arm's bf16 instructions and AVX-512's oneDNN path carry no such flag."""
     name, flags = platform.processor() or platform.machine(), set()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -46,8 +48,9 @@ def describe_cpu() -> str:
         names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
         name = names[0] if names else name
         flags = {flag for line in lines if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
-    units = sorted(flags & {"avx512_bf16", "amx_bf16"}) or ["none"]
-    return f"{name} ({torch.backends.cpu.get_cpu_capability()}, bf16 units: {', '.join(units)})"
+    named = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    units = (", ".join(named) or "yes") if has_bf16_units(torch.device("cpu")) else "none"
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()}, bf16 units: {units})"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
