@@ -155,6 +155,28 @@ def check_demo_dir(out: Path) -> Path:
     return out
 
 
+@dataclass
+class Retraining:
+    """One shipped model's part in zoo demo --train, settled before any run starts so the first ETA covers them all."""
+
+    name: str
+    recorded_on: str | None  # the machine its manifest's wall time was measured on
+    purpose: dict  # what ROOT/NAME's run is started for: the manifest's command and commit, the added settings
+    ours: bool  # ROOT/NAME holds a run started for the weights shipped now (retraining.json says so)
+    kept: bool  # ... and it finished: its reproduce.json is kept, nothing is retrained
+    left_s: float  # the manifest's wall time still to go: 0 when kept, less the steps an interrupted run has done
+
+
+def _plan(name: str, root: Path, started: dict) -> Retraining:
+    manifest = read_manifest(name)
+    purpose = {"shipped_command": manifest["command"], "shipped_commit": manifest.get("commit"),
+               "sets": ["train.precision=auto"] if slow_precision(name, []) else []}
+    ours = started.get(name) == purpose
+    kept = ours and (root / name / REPORT_FILE).is_file()
+    left_s = 0.0 if kept else _recorded_time_left(name, manifest, root / name, resumed=ours)
+    return Retraining(name, manifest.get("machine"), purpose, ours, kept, left_s)
+
+
 def retrain_all(root: Path) -> dict[str, Path]:
     """zoo demo --train: every shipped model retrained by its manifest's command (progress: each run's own bars;
     the ETA from the shipped wall times). A model recorded in bf16 trains in fp32 on a machine without bf16 units
@@ -164,44 +186,32 @@ def retrain_all(root: Path) -> dict[str, Path]:
     model whose reproduction finished is kept, and a run cut short continues from its latest checkpoint. Both only
     for the weights shipped now: ROOT/retraining.json names what each run was started for (the manifest's command
     and commit, and the added settings), and a run started for other weights starts over."""
-    names = shipped_names()
-    pace = {}  # manifest's machine -> (this machine's wall time, the manifest's) of runs retrained here from the start
     ledger_path = root / "retraining.json"
     started = json.loads(ledger_path.read_text()) if ledger_path.is_file() else {}
-    purposes, ours, kept, left, recorded_on = {}, {}, {}, {}, {}
-    for name in names:
-        manifest = read_manifest(name)
-        recorded_on[name] = manifest.get("machine")
-        purposes[name] = {"shipped_command": manifest["command"], "shipped_commit": manifest.get("commit"),
-                          "sets": ["train.precision=auto"] if slow_precision(name, []) else []}
-        ours[name] = started.get(name) == purposes[name]  # a run in ROOT/NAME was started for the weights shipped now
-        kept[name] = ours[name] and (root / name / REPORT_FILE).is_file()
-        # the manifest's wall time of each run not finished yet, less the steps an interrupted one has done already
-        left[name] = 0.0 if kept[name] else _recorded_time_left(name, manifest, root / name, resumed=ours[name])
-    directories = {}
-    for i, name in enumerate(names, 1):
-        purpose, sets = purposes[name], purposes[name]["sets"]
-        report_path = root / name / REPORT_FILE
-        if kept[name]:
-            print(f"\n[{i}/{len(names)}] {name} was retrained already ({report_path}); kept", flush=True)
+    plans = [_plan(name, root, started) for name in shipped_names()]
+    here = machine()
+    pace = {}  # manifest's machine -> (this machine's wall time, the manifest's) of runs retrained here from the start
+    for i, plan in enumerate(plans, 1):
+        report_path = root / plan.name / REPORT_FILE
+        if plan.kept:
+            print(f"\n[{i}/{len(plans)}] {plan.name} was retrained already ({report_path}); kept", flush=True)
             report = json.loads(report_path.read_text())
         else:
-            runs_left = [(left[other], recorded_on[other]) for other in names[i - 1:] if left[other]]
-            print(f"\n[{i}/{len(names)}] retraining {name}; {_time_left(runs_left, pace)}", flush=True)
-            if sets:
-                print(f"{name} was trained in bf16, and this machine has no bf16 units: --set train.precision=auto "
-                      f"(fp32 here)", flush=True)
-            started[name] = purpose
+            runs_left = [(later.left_s, later.recorded_on) for later in plans[i - 1:] if later.left_s]
+            print(f"\n[{i}/{len(plans)}] retraining {plan.name}; {_time_left(runs_left, pace)}", flush=True)
+            if plan.purpose["sets"]:
+                print(f"{plan.name} was trained in bf16, and this machine has no bf16 units: --set "
+                      f"train.precision=auto (fp32 here)", flush=True)
+            started[plan.name] = plan.purpose
             root.mkdir(parents=True, exist_ok=True)
             ledger_path.write_text(json.dumps(started, indent=2) + "\n")
             report_path.unlink(missing_ok=True)  # another weights' report would pass for this run's if it is cut short
-            report = reproduce(name, root / name, sets, resume=ours[name])
-        if _paced(report):  # a kept run counts too: after a restart the ETA knows this machine's pace at once
-            pace.setdefault(recorded_on[name], []).append((report["wall_time_s"], report["shipped_wall_time_s"]))
-            print(f"{name} retrained in {report['wall_time_s'] / 60:.0f} min (its manifest: "
+            report = reproduce(plan.name, root / plan.name, plan.purpose["sets"], resume=plan.ours)
+        if _paced(report, here):  # a kept run counts too: after a restart the ETA knows this machine's pace at once
+            pace.setdefault(plan.recorded_on, []).append((report["wall_time_s"], report["shipped_wall_time_s"]))
+            print(f"{plan.name} retrained in {report['wall_time_s'] / 60:.0f} min (its manifest: "
                   f"{report['shipped_wall_time_s'] / 60:.0f} min)", flush=True)
-        directories[name] = root / name
-    return directories
+    return {plan.name: root / plan.name for plan in plans}
 
 
 def _recorded_time_left(name: str, manifest: dict, run_dir: Path, resumed: bool) -> float:
@@ -217,11 +227,11 @@ def _recorded_time_left(name: str, manifest: dict, run_dir: Path, resumed: bool)
     return recorded * max(0.0, 1.0 - step_of(latest) / steps)
 
 
-def _paced(report: dict) -> bool:
+def _paced(report: dict, here: str) -> bool:
     """Whether a reproduction's wall time shows this machine's pace: it ran from its start (a resumed run's wall
-    time is its last stretch's) on a machine that machine() describes as this one, beside a recorded wall time."""
+    time is its last stretch's) on HERE, this machine as machine() describes it, beside a recorded wall time."""
     return (report.get("resumed_from") is None and bool(report.get("shipped_wall_time_s"))
-            and report.get("machine") == machine())
+            and report.get("machine") == here)
 
 
 def _time_left(runs_left: list[tuple[float, str | None]], pace: dict[str | None, list[tuple[float, float]]]) -> str:
